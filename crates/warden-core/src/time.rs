@@ -1,0 +1,1 @@
+//! UTC timestamps in microseconds.
