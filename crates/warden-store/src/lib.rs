@@ -1,1 +1,388 @@
-//! placeholder
+//! Warden's storage: one [`Store`], two backends — embedded SQLite (the default) and
+//! PostgreSQL — behind the same queries.
+//!
+//! Both backends go through sqlx's `Any` driver with only portable column types (text ids,
+//! integer microseconds, blobs), so every query is written once; the few dialect
+//! differences (how a write transaction begins, row locks) live in [`Dialect`]. See
+//! `docs/decisions/0002-one-store-two-backends.md`.
+//!
+//! Every operator action commits together with its audit entry: the `*_audited` methods
+//! take an [`AuditDraft`](warden_core::audit::AuditDraft) and append it inside the same
+//! transaction as the change, or return a [`Rejection`] and change nothing.
+//!
+//! # Layout
+//! - [`audit`]: appending entries (gapless per-tenant `seq`, leaf hashes), listing, stats.
+//! - [`jobs`]: enqueue, list, show with timeline, cancel, replay.
+//! - [`queues`]: queue views with depth by state, pause and resume.
+//! - [`tenants`]: tenants, OAuth clients, signing keys.
+//! - [`outbox`]: the transactional outbox of the event stream.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod jobs;
+mod migrate;
+pub mod outbox;
+pub mod queues;
+mod sql;
+pub mod tenants;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+use warden_core::audit::AuditEncodeError;
+use warden_core::jobs::FieldError;
+use warden_core::reason::ReasonCode;
+
+pub use sqlx;
+
+/// A request the store refused for a domain reason; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The stable reason code.
+    pub code: ReasonCode,
+    /// A human sentence.
+    pub detail: String,
+    /// Field errors, for `VALIDATION_FAILED`.
+    pub errors: Vec<FieldError>,
+}
+
+impl Rejection {
+    /// A rejection with a code and detail.
+    pub fn new(code: ReasonCode, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// A `VALIDATION_FAILED` naming one field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let e = FieldError::new(field, message);
+        Self {
+            code: ReasonCode::ValidationFailed,
+            detail: format!("{}: {}", e.field, e.message),
+            errors: vec![e],
+        }
+    }
+}
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The request was refused for a domain reason; nothing changed.
+    #[error("rejected: {}: {}", .0.code, .0.detail)]
+    Rejected(Rejection),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// An entry could not be encoded for the ledger.
+    #[error("audit entry encoding: {0}")]
+    Encode(#[from] AuditEncodeError),
+    /// A stored row did not decode into a domain value (a defect or tampering).
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What failed.
+        message: String,
+    },
+    /// The URL names no supported backend.
+    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+}
+
+impl StoreError {
+    /// A domain rejection.
+    pub fn rejected(code: ReasonCode, detail: impl Into<String>) -> Self {
+        Self::Rejected(Rejection::new(code, detail))
+    }
+
+    pub(crate) fn corrupt(table: &'static str, message: impl std::fmt::Display) -> Self {
+        Self::Corrupt {
+            table,
+            message: message.to_string(),
+        }
+    }
+
+    /// Whether this is a unique-constraint violation (a concurrent insert won the race).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite, one file, WAL.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The SQL that differs between backends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialect {
+    pub backend: Backend,
+}
+
+impl Dialect {
+    /// How a write transaction begins. SQLite takes the write lock up front, so a
+    /// transaction never fails half-way on upgrading a read lock (`SQLITE_BUSY`).
+    pub fn begin_write(self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
+    /// Row lock suffix for a read that precedes a write of the same row. SQLite has one
+    /// writer at a time, so it needs none.
+    pub fn for_update(self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// How to open a store.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// `sqlite://path?mode=rwc` or `postgres://…`.
+    pub url: String,
+    /// Connections for reads (and, on Postgres, writes).
+    pub max_connections: u32,
+    /// SQLite `synchronous` setting: `FULL` (default: every commit is on disk before it is
+    /// acknowledged, surviving power loss) or `NORMAL` (survives a killed process, not an OS crash).
+    pub sqlite_synchronous: String,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .finish()
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs and `--print-config`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end + 3],
+            &authority[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_owned(),
+    }
+}
+
+impl StoreOptions {
+    /// Options for a URL with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 8,
+            sqlite_synchronous: "FULL".into(),
+        }
+    }
+}
+
+/// The one storage abstraction. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Writes. On SQLite a single connection: SQLite has one writer, and queueing in the
+    /// pool is far cheaper than spinning in the busy handler.
+    write: AnyPool,
+    /// Reads. On Postgres the same pool as writes.
+    read: AnyPool,
+    dialect: Dialect,
+}
+
+impl Store {
+    /// Connect and apply pending migrations.
+    pub async fn open(options: &StoreOptions) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if options.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if options.url.starts_with("postgres:") || options.url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl);
+        };
+        let connect = AnyConnectOptions::from_str(&options.url)?;
+        let (write, read) = match backend {
+            Backend::Sqlite => {
+                let sync = match options.sqlite_synchronous.to_ascii_uppercase().as_str() {
+                    "NORMAL" => "NORMAL",
+                    _ => "FULL",
+                };
+                let pragmas = format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;"
+                );
+                let pool = |n: u32| {
+                    let pragmas = pragmas.clone();
+                    AnyPoolOptions::new()
+                        .max_connections(n)
+                        .min_connections(1)
+                        .acquire_timeout(Duration::from_secs(30))
+                        .after_connect(move |conn, _| {
+                            let pragmas = pragmas.clone();
+                            Box::pin(async move {
+                                conn.execute(sqlx::raw_sql(&pragmas)).await?;
+                                Ok(())
+                            })
+                        })
+                        .connect_with(connect.clone())
+                };
+                // The writer first: it switches the file to WAL before readers open it.
+                let write = pool(1).await?;
+                let read = pool(options.max_connections.max(1)).await?;
+                (write, read)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(options.max_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(connect)
+                    .await?;
+                (pool.clone(), pool)
+            }
+        };
+        let store = Self {
+            inner: Arc::new(Inner {
+                write,
+                read,
+                dialect: Dialect { backend },
+            }),
+        };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    /// Which backend this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.inner.dialect.backend
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.inner.dialect
+    }
+
+    pub(crate) fn read_pool(&self) -> &AnyPool {
+        &self.inner.read
+    }
+
+    /// Begin a write transaction (the writer lock on SQLite).
+    pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(self
+            .inner
+            .write
+            .begin_with(self.dialect().begin_write())
+            .await?)
+    }
+
+    /// Whether the store answers and its migrations are applied (`/readyz`).
+    pub async fn ready(&self) -> bool {
+        migrate::is_current(self).await.unwrap_or(false)
+    }
+
+    /// Run raw SQL on the write connection. For tests and operators' tooling only: it is how
+    /// the tamper tests prove that the database itself refuses to rewrite the audit log.
+    pub async fn execute_raw(&self, sql: &str) -> StoreResult<u64> {
+        Ok(sqlx::raw_sql(sql)
+            .execute(&self.inner.write)
+            .await?
+            .rows_affected())
+    }
+
+    /// Close the pools, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.inner.write.close().await;
+        self.inner.read.close().await;
+    }
+}
+
+/// Decode helpers shared by the modules: every stored value is text, integer or blob.
+pub(crate) mod row {
+    use sqlx::Row;
+    use sqlx::any::AnyRow;
+
+    use crate::{StoreError, StoreResult};
+
+    pub fn text(r: &AnyRow, col: &str) -> StoreResult<String> {
+        Ok(r.try_get::<String, _>(col)?)
+    }
+
+    pub fn opt_text(r: &AnyRow, col: &str) -> StoreResult<Option<String>> {
+        Ok(r.try_get::<Option<String>, _>(col)?)
+    }
+
+    pub fn int(r: &AnyRow, col: &str) -> StoreResult<i64> {
+        Ok(r.try_get::<i64, _>(col)?)
+    }
+
+    pub fn opt_int(r: &AnyRow, col: &str) -> StoreResult<Option<i64>> {
+        Ok(r.try_get::<Option<i64>, _>(col)?)
+    }
+
+    pub fn boolean(r: &AnyRow, col: &str) -> StoreResult<bool> {
+        // SQLite hands booleans back as integers through `Any`.
+        match r.try_get::<bool, _>(col) {
+            Ok(b) => Ok(b),
+            Err(_) => Ok(r.try_get::<i64, _>(col)? != 0),
+        }
+    }
+
+    pub fn parse<T, E: std::fmt::Display>(
+        table: &'static str,
+        value: &str,
+        f: impl FnOnce(&str) -> Result<T, E>,
+    ) -> StoreResult<T> {
+        f(value).map_err(|e| StoreError::corrupt(table, format!("{value:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_for_logs() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("sqlite://./x.db?mode=rwc"),
+            "sqlite://./x.db?mode=rwc"
+        );
+    }
+}

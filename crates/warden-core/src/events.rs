@@ -1,0 +1,93 @@
+//! The operational event stream's payloads (DESIGN.md §6). They are metadata-only by
+//! construction: these types have no field that could hold a tenant id, an actor id, a
+//! request id, an idempotency key, a payload, a query or a cursor.
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditEntry;
+use crate::names::AuditId;
+use crate::reason::ReasonCode;
+use crate::time::Timestamp;
+
+/// An operator-audit event, reduced to what outside consumers may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditEvent {
+    /// The entry's id (not the tenant's or the actor's).
+    pub event_id: AuditId,
+    /// When the entry was written.
+    pub timestamp: Timestamp,
+    /// e.g. `job.cancel`.
+    pub action: String,
+    /// `allowed` / `rejected`.
+    pub outcome: String,
+    /// Why rejected.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason_code: Option<ReasonCode>,
+    /// The object acted on, as `kind:id` (a job id or queue name, never a person).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+}
+
+impl AuditEvent {
+    /// Reduce an entry to its event.
+    pub fn from_entry(e: &AuditEntry) -> Self {
+        Self {
+            event_id: e.id,
+            timestamp: e.created_at,
+            action: e.action.clone(),
+            outcome: e.outcome.as_str().to_owned(),
+            reason_code: e.reason_code,
+            target: match (&e.target_kind, &e.target_id) {
+                (Some(k), Some(id)) if k != "token" && k != "client" && k != "address" => {
+                    Some(format!("{k}:{id}"))
+                }
+                _ => None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Actor, AuditDraft, Outcome, Target};
+    use crate::names::TenantId;
+
+    #[test]
+    fn audit_events_carry_no_tenant_actor_request_or_token() {
+        let entry = AuditDraft {
+            tenant: TenantId::parse("acme-secret-tenant").unwrap(),
+            actor: Actor::client("ops-bot-secret"),
+            action: "job.cancel".into(),
+            target: Some(Target::new("job", "j1")),
+            outcome: Outcome::Allowed,
+            reason_code: None,
+            operator_reason: Some("reason-secret".into()),
+            operator_ticket: Some("TICKET-999".into()),
+            scope: None,
+            source_ip: Some("10.9.8.7".into()),
+            request_id: Some("request-secret".into()),
+            token_id: Some("token-secret".into()),
+            metadata: serde_json::json!({"idempotency_key": "idem-secret"}),
+        }
+        .into_entry(AuditId::new(), 0, Timestamp::from_micros(0));
+        let json = serde_json::to_string(&AuditEvent::from_entry(&entry)).unwrap();
+        for secret in [
+            "acme-secret-tenant",
+            "ops-bot-secret",
+            "reason-secret",
+            "TICKET-999",
+            "10.9.8.7",
+            "request-secret",
+            "token-secret",
+            "idem-secret",
+        ] {
+            assert!(!json.contains(secret), "{secret} leaked into {json}");
+        }
+        assert!(json.contains("\"target\":\"job:j1\""));
+        // Unknown fields (e.g. a tenant smuggled in by a producer) are refused on decode.
+        let smuggled = json.replacen('{', "{\"tenant\":\"acme\",", 1);
+        assert!(serde_json::from_str::<AuditEvent>(&smuggled).is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests for warden-core, built as the single test binary `it`.
+
+mod canonical;
+mod time;

@@ -1,0 +1,814 @@
+//! Jobs: enqueue (single or batch, idempotency keys, dependencies), listing, the timeline,
+//! and the audited operator actions cancel and replay.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+use warden_core::audit::{AuditDraft, Target};
+use warden_core::jobs::{
+    Job, JobEvent, JobState, NewJob, TimelineEntry, check_batch_dependencies,
+    external_dependencies, transition,
+};
+use warden_core::names::{JobId, JobType, QueueName, TenantId};
+use warden_core::reason::ReasonCode;
+use warden_core::time::Timestamp;
+
+use crate::sql::{ROWS_PER_STATEMENT, list_placeholders, values_placeholders};
+use crate::{Rejection, Store, StoreError, StoreResult, audit, row};
+
+/// Filters of `GET /api/v1/jobs` and of bulk replay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only this queue.
+    pub queue: Option<QueueName>,
+    /// Only this state.
+    pub state: Option<JobState>,
+    /// Only this type.
+    pub job_type: Option<JobType>,
+    /// Created at or after.
+    pub since: Option<Timestamp>,
+    /// Created before.
+    pub until: Option<Timestamp>,
+}
+
+/// What an enqueue did for one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enqueued {
+    /// The job (new, or the existing one for a reused idempotency key).
+    pub job: Job,
+    /// Whether it was created now.
+    pub created: bool,
+}
+
+/// What a replay within a bulk chunk did for one id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// Replayed as `new_id`.
+    Replayed {
+        /// The old job.
+        id: JobId,
+        /// The new job.
+        new_id: JobId,
+    },
+    /// Skipped, with the reason code.
+    Skipped {
+        /// The job.
+        id: JobId,
+        /// Why.
+        code: ReasonCode,
+    },
+}
+
+const JOB_COLUMNS: &str = "id, queue, job_type, payload, priority, state, attempt, max_attempts, run_at, created_at, updated_at, depends_on, idempotency_key, replay_of, reason_code, last_error, result";
+
+fn decode_job(r: &AnyRow) -> StoreResult<Job> {
+    const T: &str = "jobs";
+    let json = |s: &str| serde_json::from_str::<serde_json::Value>(s);
+    Ok(Job {
+        id: row::parse(T, &row::text(r, "id")?, JobId::parse)?,
+        queue: row::parse(T, &row::text(r, "queue")?, QueueName::parse)?,
+        job_type: row::parse(T, &row::text(r, "job_type")?, JobType::parse)?,
+        payload: row::parse(T, &row::text(r, "payload")?, json)?,
+        priority: row::int(r, "priority")? as i32,
+        state: row::parse(T, &row::text(r, "state")?, |s| {
+            JobState::parse(s).ok_or("unknown state")
+        })?,
+        attempt: row::int(r, "attempt")? as u32,
+        max_attempts: row::int(r, "max_attempts")? as u32,
+        run_at: Timestamp::from_micros(row::int(r, "run_at")?),
+        created_at: Timestamp::from_micros(row::int(r, "created_at")?),
+        updated_at: Timestamp::from_micros(row::int(r, "updated_at")?),
+        depends_on: row::parse(T, &row::text(r, "depends_on")?, |s| {
+            serde_json::from_str::<Vec<JobId>>(s)
+        })?,
+        idempotency_key: row::opt_text(r, "idempotency_key")?,
+        replay_of: row::opt_text(r, "replay_of")?
+            .map(|s| row::parse(T, &s, JobId::parse))
+            .transpose()?,
+        reason_code: row::opt_text(r, "reason_code")?
+            .map(|s| row::parse(T, &s, |s| ReasonCode::parse(s).ok_or("unknown code")))
+            .transpose()?,
+        last_error: row::opt_text(r, "last_error")?,
+        result: row::opt_text(r, "result")?
+            .map(|s| row::parse(T, &s, json))
+            .transpose()?,
+        timeline: None,
+    })
+}
+
+/// Insert jobs (with their dependency edges and first timeline entry) in the caller's transaction.
+async fn insert_jobs(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    jobs: &[Job],
+    actor: Option<&str>,
+) -> StoreResult<()> {
+    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO jobs (tenant, {JOB_COLUMNS}) VALUES {}",
+            values_placeholders(chunk.len(), 18, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for j in chunk {
+            q = q
+                .bind(tenant.as_str())
+                .bind(j.id.to_string())
+                .bind(j.queue.as_str())
+                .bind(j.job_type.as_str())
+                .bind(j.payload.to_string())
+                .bind(j.priority as i64)
+                .bind(j.state.as_str())
+                .bind(j.attempt as i64)
+                .bind(j.max_attempts as i64)
+                .bind(j.run_at.as_micros())
+                .bind(j.created_at.as_micros())
+                .bind(j.updated_at.as_micros())
+                .bind(serde_json::to_string(&j.depends_on).expect("ids serialize"))
+                .bind(j.idempotency_key.clone())
+                .bind(j.replay_of.map(|r| r.to_string()))
+                .bind(j.reason_code.map(|c| c.as_str()))
+                .bind(j.last_error.clone())
+                .bind(j.result.as_ref().map(|r| r.to_string()));
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let edges: Vec<(JobId, JobId)> = jobs
+        .iter()
+        .flat_map(|j| j.depends_on.iter().map(move |d| (j.id, *d)))
+        .collect();
+    for chunk in edges.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO job_deps (tenant, job_id, depends_on) VALUES {}",
+            values_placeholders(chunk.len(), 3, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for (job, dep) in chunk {
+            q = q
+                .bind(tenant.as_str())
+                .bind(job.to_string())
+                .bind(dep.to_string());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    let events: Vec<(JobId, TimelineEntry)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.id,
+                TimelineEntry {
+                    at: j.created_at,
+                    state: j.state,
+                    attempt: j.attempt,
+                    agent_id: None,
+                    actor: actor.map(str::to_owned),
+                    reason_code: j.reason_code,
+                    error: None,
+                },
+            )
+        })
+        .collect();
+    insert_events(conn, tenant, &events).await
+}
+
+async fn insert_events(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    events: &[(JobId, TimelineEntry)],
+) -> StoreResult<()> {
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO job_events (tenant, job_id, at, state, attempt, agent_id, actor, reason_code, error) VALUES {}",
+            values_placeholders(chunk.len(), 9, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for (id, e) in chunk {
+            q = q
+                .bind(tenant.as_str())
+                .bind(id.to_string())
+                .bind(e.at.as_micros())
+                .bind(e.state.as_str())
+                .bind(e.attempt as i64)
+                .bind(e.agent_id.clone())
+                .bind(e.actor.clone())
+                .bind(e.reason_code.map(|c| c.as_str()))
+                .bind(e.error.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn ensure_queues(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    queues: &[&QueueName],
+    now: Timestamp,
+) -> StoreResult<()> {
+    let mut seen: Vec<&QueueName> = queues.to_vec();
+    seen.sort();
+    seen.dedup();
+    for chunk in seen.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO queues (tenant, name, paused, created_at, updated_at) VALUES {} ON CONFLICT (tenant, name) DO NOTHING",
+            values_placeholders(chunk.len(), 5, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for name in chunk {
+            q = q
+                .bind(tenant.as_str())
+                .bind(name.as_str())
+                .bind(false)
+                .bind(now.as_micros())
+                .bind(now.as_micros());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Fetch jobs by id in the caller's transaction (or pool), keyed by id.
+async fn fetch_by_ids(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    ids: &[JobId],
+    lock: &str,
+) -> StoreResult<HashMap<JobId, Job>> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND id IN ({}){lock}",
+            list_placeholders(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(&sql).bind(tenant.as_str());
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            let job = decode_job(&r)?;
+            out.insert(job.id, job);
+        }
+    }
+    Ok(out)
+}
+
+/// Mark pending dependents of `failed` (transitively) as canceled with `UPSTREAM_FAILED`.
+async fn cascade_upstream_failure(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    failed: JobId,
+    now: Timestamp,
+    lock: &str,
+) -> StoreResult<u64> {
+    let mut queue = VecDeque::from([failed]);
+    let mut canceled = 0;
+    while let Some(id) = queue.pop_front() {
+        let rows = sqlx::query("SELECT job_id FROM job_deps WHERE tenant = $1 AND depends_on = $2")
+            .bind(tenant.as_str())
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+        let dependents: Vec<JobId> = rows
+            .iter()
+            .map(|r| row::parse("job_deps", &row::text(r, "job_id")?, JobId::parse))
+            .collect::<StoreResult<_>>()?;
+        let jobs = fetch_by_ids(conn, tenant, &dependents, lock).await?;
+        for dep in dependents {
+            let Some(job) = jobs.get(&dep) else { continue };
+            let Ok(t) = transition(
+                job.state,
+                job.attempt,
+                job.max_attempts,
+                JobEvent::UpstreamFailed,
+            ) else {
+                continue;
+            };
+            sqlx::query("UPDATE jobs SET state = $1, reason_code = $2, updated_at = $3 WHERE tenant = $4 AND id = $5")
+                .bind(t.to.as_str())
+                .bind(t.reason_code.map(|c| c.as_str()))
+                .bind(now.as_micros())
+                .bind(tenant.as_str())
+                .bind(dep.to_string())
+                .execute(&mut *conn)
+                .await?;
+            let event = TimelineEntry {
+                at: now,
+                state: t.to,
+                attempt: t.attempt,
+                agent_id: None,
+                actor: None,
+                reason_code: t.reason_code,
+                error: None,
+            };
+            insert_events(conn, tenant, &[(dep, event)]).await?;
+            canceled += 1;
+            queue.push_back(dep);
+        }
+    }
+    Ok(canceled)
+}
+
+/// A fresh job replaying `old`: same queue, type, payload, priority and attempts budget,
+/// runnable now, linked by `replay_of`. Dependencies were settled for the old run and are
+/// not carried over; the idempotency key stays with the old job.
+fn replay_of(old: &Job, now: Timestamp) -> Job {
+    Job {
+        id: JobId::new(),
+        queue: old.queue.clone(),
+        job_type: old.job_type.clone(),
+        payload: old.payload.clone(),
+        priority: old.priority,
+        state: JobState::Available,
+        attempt: 0,
+        max_attempts: old.max_attempts,
+        run_at: now,
+        created_at: now,
+        updated_at: now,
+        depends_on: Vec::new(),
+        idempotency_key: None,
+        replay_of: Some(old.id),
+        reason_code: None,
+        last_error: None,
+        result: None,
+        timeline: None,
+    }
+}
+
+fn with_metadata(mut draft: AuditDraft, pairs: &[(&str, serde_json::Value)]) -> AuditDraft {
+    if !draft.metadata.is_object() {
+        draft.metadata = serde_json::json!({});
+    }
+    let map = draft.metadata.as_object_mut().expect("object");
+    for (k, v) in pairs {
+        map.insert((*k).to_owned(), v.clone());
+    }
+    draft
+}
+
+fn rejected_unknown(id: JobId) -> StoreError {
+    StoreError::rejected(
+        ReasonCode::UnknownJobId,
+        format!("no job {id} in this tenant"),
+    )
+}
+
+impl Store {
+    /// Enqueue jobs atomically: all are created, or none. Reused idempotency keys with the
+    /// same queue, type and payload return the existing job; with different ones the whole
+    /// request is refused with `IDEMPOTENCY_CONFLICT`.
+    pub async fn enqueue(
+        &self,
+        tenant: &TenantId,
+        jobs: Vec<NewJob>,
+    ) -> StoreResult<Vec<Enqueued>> {
+        check_batch_dependencies(&jobs)
+            .map_err(|e| StoreError::Rejected(Rejection::field(e.field, e.message)))?;
+        let mut keys = HashSet::new();
+        for (i, j) in jobs.iter().enumerate() {
+            if let Some(k) = &j.idempotency_key {
+                if !keys.insert(k.as_str()) {
+                    return Err(StoreError::Rejected(Rejection::field(
+                        format!("jobs[{i}].idempotency_key"),
+                        "used twice in one batch",
+                    )));
+                }
+            }
+        }
+        let now = Timestamp::now();
+        let mut tx = self.begin_write().await?;
+
+        // Existing jobs for reused idempotency keys.
+        let mut existing_by_key: HashMap<String, Job> = HashMap::new();
+        let key_list: Vec<&str> = keys.into_iter().collect();
+        for chunk in key_list.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key IN ({})",
+                list_placeholders(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(&sql).bind(tenant.as_str());
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                let job = decode_job(&r)?;
+                existing_by_key.insert(job.idempotency_key.clone().unwrap_or_default(), job);
+            }
+        }
+
+        // Client-chosen ids already taken.
+        let chosen: Vec<JobId> = jobs
+            .iter()
+            .filter(|j| j.client_chosen_id)
+            .map(|j| j.id)
+            .collect();
+        let taken = fetch_by_ids(&mut tx, tenant, &chosen, "").await?;
+
+        let mut outcomes: Vec<Option<Enqueued>> = vec![None; jobs.len()];
+        let mut fresh: Vec<usize> = Vec::new();
+        for (i, j) in jobs.iter().enumerate() {
+            if let Some(existing) = j
+                .idempotency_key
+                .as_ref()
+                .and_then(|k| existing_by_key.get(k.as_str()))
+            {
+                let same = existing.queue == j.queue
+                    && existing.job_type == j.job_type
+                    && existing.payload == j.payload;
+                if !same {
+                    return Err(StoreError::rejected(
+                        ReasonCode::IdempotencyConflict,
+                        format!(
+                            "idempotency key of jobs[{i}] was used for a different job ({})",
+                            existing.id
+                        ),
+                    ));
+                }
+                outcomes[i] = Some(Enqueued {
+                    job: existing.clone(),
+                    created: false,
+                });
+            } else if taken.contains_key(&j.id) {
+                return Err(StoreError::rejected(
+                    ReasonCode::DuplicateJobId,
+                    format!("job id {} is already used in this tenant", j.id),
+                ));
+            } else {
+                fresh.push(i);
+            }
+        }
+
+        // Dependencies outside the batch must exist; their states decide the new jobs' states.
+        let external = external_dependencies(&jobs);
+        let upstream = fetch_by_ids(&mut tx, tenant, &external, "").await?;
+        for (i, j) in jobs.iter().enumerate() {
+            if let Some(missing) = j
+                .depends_on
+                .iter()
+                .find(|d| external.contains(d) && !upstream.contains_key(d))
+            {
+                return Err(StoreError::Rejected(Rejection::field(
+                    format!("jobs[{i}].depends_on"),
+                    format!("unknown job {missing}"),
+                )));
+            }
+        }
+        // Resolve states in dependency order (the batch is acyclic).
+        let index: HashMap<JobId, usize> =
+            jobs.iter().enumerate().map(|(i, j)| (j.id, i)).collect();
+        let mut state: Vec<Option<(JobState, Option<ReasonCode>)>> = vec![None; jobs.len()];
+        for (i, outcome) in outcomes.iter().enumerate() {
+            if let Some(o) = outcome {
+                state[i] = Some((o.job.state, o.job.reason_code));
+            }
+        }
+        let mut pending_work: Vec<usize> = (0..jobs.len()).collect();
+        while !pending_work.is_empty() {
+            let before = pending_work.len();
+            pending_work.retain(|&i| {
+                if state[i].is_some() {
+                    return false;
+                }
+                let mut dep_states = Vec::new();
+                for d in &jobs[i].depends_on {
+                    match index.get(d) {
+                        Some(&k) => match state[k] {
+                            Some((s, _)) => dep_states.push(s),
+                            None => return true,
+                        },
+                        None => dep_states.push(upstream[d].state),
+                    }
+                }
+                let failed = dep_states
+                    .iter()
+                    .any(|s| matches!(s, JobState::DeadLetter | JobState::Canceled));
+                let waiting = dep_states.iter().any(|s| *s != JobState::Succeeded);
+                let future = jobs[i].run_at.is_some_and(|t| t > now);
+                state[i] = Some(if failed {
+                    (JobState::Canceled, Some(ReasonCode::UpstreamFailed))
+                } else if waiting || future {
+                    (JobState::Pending, None)
+                } else {
+                    (JobState::Available, None)
+                });
+                false
+            });
+            if pending_work.len() == before {
+                return Err(StoreError::Rejected(Rejection::field(
+                    "jobs",
+                    "dependencies form a cycle",
+                )));
+            }
+        }
+
+        let mut new_jobs = Vec::with_capacity(fresh.len());
+        for &i in &fresh {
+            let j = &jobs[i];
+            let (s, reason_code) = state[i].expect("resolved");
+            let job = Job {
+                id: j.id,
+                queue: j.queue.clone(),
+                job_type: j.job_type.clone(),
+                payload: j.payload.clone(),
+                priority: j.priority,
+                state: s,
+                attempt: 0,
+                max_attempts: j.max_attempts,
+                run_at: j.run_at.unwrap_or(now),
+                created_at: now,
+                updated_at: now,
+                depends_on: j.depends_on.clone(),
+                idempotency_key: j.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+                replay_of: None,
+                reason_code,
+                last_error: None,
+                result: None,
+                timeline: None,
+            };
+            outcomes[i] = Some(Enqueued {
+                job: job.clone(),
+                created: true,
+            });
+            new_jobs.push(job);
+        }
+        let queues: Vec<&QueueName> = new_jobs.iter().map(|j| &j.queue).collect();
+        ensure_queues(&mut tx, tenant, &queues, now).await?;
+        match insert_jobs(&mut tx, tenant, &new_jobs, None).await {
+            Err(e) if e.is_unique_violation() => {
+                return Err(StoreError::rejected(
+                    ReasonCode::DuplicateJobId,
+                    "a job id or idempotency key was taken concurrently",
+                ));
+            }
+            other => other?,
+        }
+        tx.commit().await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every job resolved"))
+            .collect())
+    }
+
+    /// Jobs newest first (by id, which is time-ordered), after the keyset cursor.
+    pub async fn list_jobs(
+        &self,
+        tenant: &TenantId,
+        filter: &JobFilter,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> StoreResult<(Vec<Job>, bool)> {
+        let mut clause = String::from("tenant = $1");
+        let mut binds: Vec<String> = vec![tenant.as_str().to_owned()];
+        let mut ints: Vec<(usize, i64)> = Vec::new();
+        let push = |clause: &mut String, binds: &mut Vec<String>, col: &str, v: String| {
+            binds.push(v);
+            clause.push_str(&format!(" AND {col} = ${}", binds.len()));
+        };
+        if let Some(q) = &filter.queue {
+            push(&mut clause, &mut binds, "queue", q.as_str().to_owned());
+        }
+        if let Some(s) = filter.state {
+            push(&mut clause, &mut binds, "state", s.as_str().to_owned());
+        }
+        if let Some(t) = &filter.job_type {
+            push(&mut clause, &mut binds, "job_type", t.as_str().to_owned());
+        }
+        if let Some(b) = before {
+            binds.push(b.to_string());
+            clause.push_str(&format!(" AND id < ${}", binds.len()));
+        }
+        let mut n = binds.len();
+        if let Some(s) = filter.since {
+            n += 1;
+            clause.push_str(&format!(" AND created_at >= ${n}"));
+            ints.push((n, s.as_micros()));
+        }
+        if let Some(u) = filter.until {
+            n += 1;
+            clause.push_str(&format!(" AND created_at < ${n}"));
+            ints.push((n, u.as_micros()));
+        }
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE {clause} ORDER BY id DESC LIMIT {}",
+            limit as u64 + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b.as_str());
+        }
+        for (_, i) in &ints {
+            q = q.bind(*i);
+        }
+        let rows = q.fetch_all(self.read_pool()).await?;
+        let more = rows.len() > limit as usize;
+        let jobs = rows
+            .iter()
+            .take(limit as usize)
+            .map(decode_job)
+            .collect::<StoreResult<_>>()?;
+        Ok((jobs, more))
+    }
+
+    /// One job with its timeline, in the caller's tenant only.
+    pub async fn get_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND id = $2");
+        let Some(r) = sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .bind(id.to_string())
+            .fetch_optional(self.read_pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut job = decode_job(&r)?;
+        let rows = sqlx::query("SELECT at, state, attempt, agent_id, actor, reason_code, error FROM job_events WHERE tenant = $1 AND job_id = $2 ORDER BY id")
+            .bind(tenant.as_str())
+            .bind(id.to_string())
+            .fetch_all(self.read_pool())
+            .await?;
+        let timeline = rows
+            .iter()
+            .map(|r| {
+                Ok(TimelineEntry {
+                    at: Timestamp::from_micros(row::int(r, "at")?),
+                    state: row::parse("job_events", &row::text(r, "state")?, |s| {
+                        JobState::parse(s).ok_or("unknown state")
+                    })?,
+                    attempt: row::int(r, "attempt")? as u32,
+                    agent_id: row::opt_text(r, "agent_id")?,
+                    actor: row::opt_text(r, "actor")?,
+                    reason_code: row::opt_text(r, "reason_code")?
+                        .map(|s| {
+                            row::parse("job_events", &s, |s| {
+                                ReasonCode::parse(s).ok_or("unknown code")
+                            })
+                        })
+                        .transpose()?,
+                    error: row::opt_text(r, "error")?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        job.timeline = Some(timeline);
+        Ok(Some(job))
+    }
+
+    /// Cancel a job and append its `job.cancel` entry in one transaction. Pending dependents
+    /// are canceled with `UPSTREAM_FAILED` in the same transaction.
+    pub async fn cancel_job_audited(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        draft: AuditDraft,
+    ) -> StoreResult<Job> {
+        let now = Timestamp::now();
+        let lock = self.dialect().for_update();
+        let mut tx = self.begin_write().await?;
+        let mut found = fetch_by_ids(&mut tx, tenant, &[id], lock).await?;
+        let Some(mut job) = found.remove(&id) else {
+            return Err(rejected_unknown(id));
+        };
+        let t = transition(job.state, job.attempt, job.max_attempts, JobEvent::Cancel).map_err(
+            |_| {
+                StoreError::rejected(
+                    ReasonCode::InvalidStateTransition,
+                    format!("job {id} is {} and cannot be canceled", job.state),
+                )
+            },
+        )?;
+        let state_before = job.state;
+        sqlx::query("UPDATE jobs SET state = $1, updated_at = $2 WHERE tenant = $3 AND id = $4")
+            .bind(t.to.as_str())
+            .bind(now.as_micros())
+            .bind(tenant.as_str())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let actor = draft.actor.display();
+        let event = TimelineEntry {
+            at: now,
+            state: t.to,
+            attempt: t.attempt,
+            agent_id: None,
+            actor: Some(actor),
+            reason_code: None,
+            error: None,
+        };
+        insert_events(&mut tx, tenant, &[(id, event)]).await?;
+        let upstream_canceled = cascade_upstream_failure(&mut tx, tenant, id, now, lock).await?;
+        let draft = with_metadata(
+            draft,
+            &[
+                ("state_before", state_before.as_str().into()),
+                ("dependents_canceled", upstream_canceled.into()),
+            ],
+        );
+        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        tx.commit().await?;
+        job.state = t.to;
+        job.updated_at = now;
+        Ok(job)
+    }
+
+    /// Replay a terminal job as a new one and append its `job.replay` entry in one
+    /// transaction. The old job and its history are never rewritten.
+    pub async fn replay_job_audited(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        draft: AuditDraft,
+    ) -> StoreResult<Job> {
+        let now = Timestamp::now();
+        let mut tx = self.begin_write().await?;
+        let mut found = fetch_by_ids(&mut tx, tenant, &[id], "").await?;
+        let Some(old) = found.remove(&id) else {
+            return Err(rejected_unknown(id));
+        };
+        if !old.state.is_terminal() {
+            return Err(StoreError::rejected(
+                ReasonCode::InvalidStateTransition,
+                format!(
+                    "job {id} is {}; only finished jobs can be replayed",
+                    old.state
+                ),
+            ));
+        }
+        let new = replay_of(&old, now);
+        let actor = draft.actor.display();
+        ensure_queues(&mut tx, tenant, &[&new.queue], now).await?;
+        insert_jobs(&mut tx, tenant, std::slice::from_ref(&new), Some(&actor)).await?;
+        let draft = with_metadata(
+            draft,
+            &[
+                ("new_job_id", new.id.to_string().into()),
+                ("state_before", old.state.as_str().into()),
+            ],
+        );
+        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Ids matching `filter` right now, oldest first, at most `limit` (the snapshot a bulk
+    /// action works on: jobs that arrive later are never touched).
+    pub async fn snapshot_job_ids(
+        &self,
+        tenant: &TenantId,
+        filter: &JobFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<JobId>> {
+        let (jobs, _) = self.list_jobs(tenant, filter, None, limit).await?;
+        let mut ids: Vec<JobId> = jobs.into_iter().map(|j| j.id).collect();
+        ids.reverse();
+        Ok(ids)
+    }
+
+    /// Replay a chunk of a bulk action in one transaction: each replayed job gets its own
+    /// entry (built from `template`, with `metadata.bulk_id`), committed with the new job.
+    pub async fn replay_chunk_audited(
+        &self,
+        tenant: &TenantId,
+        ids: &[JobId],
+        template: &AuditDraft,
+        bulk_id: &str,
+    ) -> StoreResult<Vec<ReplayOutcome>> {
+        let now = Timestamp::now();
+        let mut tx = self.begin_write().await?;
+        let found = fetch_by_ids(&mut tx, tenant, ids, "").await?;
+        let actor = template.actor.display();
+        let mut outcomes = Vec::with_capacity(ids.len());
+        let mut new_jobs = Vec::new();
+        let mut drafts = Vec::new();
+        for &id in ids {
+            match found.get(&id) {
+                None => outcomes.push(ReplayOutcome::Skipped {
+                    id,
+                    code: ReasonCode::UnknownJobId,
+                }),
+                Some(old) if !old.state.is_terminal() => outcomes.push(ReplayOutcome::Skipped {
+                    id,
+                    code: ReasonCode::InvalidStateTransition,
+                }),
+                Some(old) => {
+                    let new = replay_of(old, now);
+                    let mut draft = template.clone();
+                    draft.target = Some(Target::new("job", id.to_string()));
+                    drafts.push(with_metadata(
+                        draft,
+                        &[
+                            ("bulk_id", bulk_id.into()),
+                            ("new_job_id", new.id.to_string().into()),
+                            ("state_before", old.state.as_str().into()),
+                        ],
+                    ));
+                    outcomes.push(ReplayOutcome::Replayed { id, new_id: new.id });
+                    new_jobs.push(new);
+                }
+            }
+        }
+        let queues: Vec<&QueueName> = new_jobs.iter().map(|j| &j.queue).collect();
+        ensure_queues(&mut tx, tenant, &queues, now).await?;
+        insert_jobs(&mut tx, tenant, &new_jobs, Some(&actor)).await?;
+        audit::append_in_tx(&mut tx, drafts, now).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}

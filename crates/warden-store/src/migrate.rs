@@ -1,0 +1,66 @@
+//! A small migration runner: each backend's migrations are embedded in the binary and
+//! applied in order, each in its own transaction, recorded in `schema_migrations`.
+
+use sqlx::Row;
+
+use crate::{Backend, Store, StoreResult};
+
+/// (version, name, SQLite script, PostgreSQL script).
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../migrations/sqlite/0001_foundation.sql"),
+    include_str!("../migrations/postgres/0001_foundation.sql"),
+)];
+
+/// The newest migration version this binary knows.
+pub(crate) const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+pub(crate) async fn run(store: &Store) -> StoreResult<()> {
+    let mut tx = store.begin_write().await?;
+    if store.backend() == Backend::Postgres {
+        // Several nodes may start at once; one migrates, the others wait here.
+        sqlx::query("SELECT pg_advisory_xact_lock(7254321)")
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    for &(version, name, sqlite, postgres) in MIGRATIONS {
+        if applied.contains(&version) {
+            continue;
+        }
+        let script = match store.backend() {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => postgres,
+        };
+        sqlx::raw_sql(script).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(version)
+        .bind(name)
+        .bind(warden_core::time::Timestamp::now().as_micros())
+        .execute(&mut *tx)
+        .await?;
+        tracing::info!(version, name, "applied migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(crate) async fn is_current(store: &Store) -> StoreResult<bool> {
+    let row = sqlx::query("SELECT MAX(version) AS v FROM schema_migrations")
+        .fetch_one(store.read_pool())
+        .await?;
+    Ok(row.try_get::<Option<i64>, _>("v")? == Some(LATEST))
+}
