@@ -208,6 +208,18 @@ async fn ensure_queues(
     let mut seen: Vec<&QueueName> = queues.to_vec();
     seen.sort();
     seen.dedup();
+    if seen.is_empty() {
+        return Ok(());
+    }
+    // Queues reference their tenant, which need not have a row yet (a tenant comes into
+    // being with its first client or its first job, whichever is first).
+    sqlx::query(
+        "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(now.as_micros())
+    .execute(&mut *conn)
+    .await?;
     for chunk in seen.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO queues (tenant, name, paused, created_at, updated_at) VALUES {} ON CONFLICT (tenant, name) DO NOTHING",

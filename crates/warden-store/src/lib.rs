@@ -16,6 +16,7 @@
 //! - [`queues`]: queue views with depth by state, pause and resume.
 //! - [`tenants`]: tenants, OAuth clients, signing keys.
 //! - [`outbox`]: the transactional outbox of the event stream.
+//! - `testing` (feature `testing`): throwaway SQLite and PostgreSQL databases for tests.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -25,6 +26,8 @@ pub mod outbox;
 pub mod queues;
 mod sql;
 pub mod tenants;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::str::FromStr;
 use std::sync::Arc;

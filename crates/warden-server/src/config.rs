@@ -1,0 +1,269 @@
+//! Typed configuration, built in a documented order: defaults → TOML file (`--config`) →
+//! `WARDEN_*` environment variables (`__` for nesting, e.g. `WARDEN_AUTH__TICKET_PATTERN`)
+//! → command-line flags. `warden serve --print-config` shows the result, secrets redacted.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use warden_core::scopes::TicketPattern;
+
+/// The longest an elevated token may live (DESIGN.md §5): 15 minutes.
+pub const MAX_ELEVATED_TTL_SECS: u64 = 15 * 60;
+
+/// Everything `warden serve` can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (`--listen`, `WARDEN_LISTEN`).
+    pub listen: SocketAddr,
+    /// Directory of the embedded SQLite database (`--data-dir`, `WARDEN_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of the embedded SQLite (`--database-url`).
+    pub database_url: Option<String>,
+    /// The URL clients reach this server at; the tokens' `iss`.
+    pub public_url: String,
+    /// Token authority settings.
+    pub auth: AuthConfig,
+    /// HTTP settings.
+    pub http: HttpConfig,
+    /// Embedded SQLite settings.
+    pub sqlite: SqliteConfig,
+    /// Log output: `json` (default) or `text`.
+    pub log_format: String,
+}
+
+/// Token authority settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The `aud` of issued tokens and the audience accepted.
+    pub audience: String,
+    /// Lifetime of ordinary tokens, seconds.
+    pub token_ttl_secs: u64,
+    /// Lifetime of elevated tokens, seconds (at most 900).
+    pub elevated_token_ttl_secs: u64,
+    /// Regex tickets must match.
+    pub ticket_pattern: String,
+    /// Failed client authentications from one address within a minute before 429.
+    pub max_failed_client_auth_per_minute: u32,
+    /// Outside issuers whose tokens are accepted.
+    pub issuers: Vec<ExternalIssuer>,
+}
+
+/// An outside token issuer (`[[auth.issuers]]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIssuer {
+    /// The tokens' `iss`.
+    pub issuer: String,
+    /// The audience its tokens must carry.
+    pub audience: String,
+    /// A JWKS file…
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// …or URL (`http://`; fetched at start and every 5 minutes).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// The claim naming the tenant.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+}
+
+fn default_tenant_claim() -> String {
+    "tenant".into()
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Request body limit, bytes.
+    pub body_limit_bytes: usize,
+    /// Body limit for batch enqueue and bulk replay, bytes.
+    pub bulk_body_limit_bytes: usize,
+}
+
+/// Embedded SQLite settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteConfig {
+    /// `FULL` (default): a commit is on disk before it is acknowledged, surviving power
+    /// loss. `NORMAL`: survives a killed process, may lose the last commits on an OS crash.
+    pub synchronous: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data_dir: PathBuf::from("./warden-data"),
+            database_url: None,
+            public_url: "http://127.0.0.1:8080".into(),
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
+            sqlite: SqliteConfig::default(),
+            log_format: "json".into(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            audience: "warden".into(),
+            token_ttl_secs: 3600,
+            elevated_token_ttl_secs: MAX_ELEVATED_TTL_SECS,
+            ticket_pattern: TicketPattern::DEFAULT.into(),
+            max_failed_client_auth_per_minute: 20,
+            issuers: Vec::new(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { trusted_proxies: Vec::new(), body_limit_bytes: 1 << 20, bulk_body_limit_bytes: 16 << 20 }
+    }
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self { synchronous: "FULL".into() }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Parsing or merging failed.
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of its allowed range.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Environment variables the client commands and tests read; not server configuration.
+const CLIENT_SIDE_ENV: &[&str] = &["WARDEN_URL", "WARDEN_CLIENT_ID", "WARDEN_CLIENT_SECRET", "WARDEN_CONFIG", "WARDEN_LOG"];
+
+impl Config {
+    /// Load: defaults, then `file` (if any), then the environment, then `overrides` (flags).
+    pub fn load(file: Option<&Path>, overrides: &serde_json::Value) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        // Unknown variables are warned about by the caller, not fatal: skip them here.
+        let unknown = Self::unknown_env_vars(std::env::vars().map(|(k, _)| k));
+        fig = fig
+            .merge(
+                Env::prefixed("WARDEN_")
+                    .filter(move |k| {
+                        let full = format!("WARDEN_{}", k.as_str().to_ascii_uppercase());
+                        !unknown.contains(&full) && !CLIENT_SIDE_ENV.contains(&full.as_str()) && !full.starts_with("WARDEN_TEST_")
+                    })
+                    .split("__"),
+            )
+            .merge(Serialized::defaults(overrides.clone()));
+        let config: Config = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check ranges figment cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.auth.elevated_token_ttl_secs == 0 || self.auth.elevated_token_ttl_secs > MAX_ELEVATED_TTL_SECS {
+            return Err(ConfigError::Invalid(format!("auth.elevated_token_ttl_secs must be 1..={MAX_ELEVATED_TTL_SECS}")));
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid("auth.token_ttl_secs must be positive".into()));
+        }
+        TicketPattern::new(&self.auth.ticket_pattern).map_err(|e| ConfigError::Invalid(format!("auth.ticket_pattern: {e}")))?;
+        for i in &self.auth.issuers {
+            if i.jwks_file.is_some() == i.jwks_url.is_some() {
+                return Err(ConfigError::Invalid(format!("issuer {}: give exactly one of jwks_file, jwks_url", i.issuer)));
+            }
+        }
+        if !matches!(self.log_format.as_str(), "json" | "text") {
+            return Err(ConfigError::Invalid("log_format must be json or text".into()));
+        }
+        Ok(())
+    }
+
+    /// The store URL: the PostgreSQL URL if given, else the SQLite file under `data_dir`.
+    pub fn store_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("warden.db").display()),
+        }
+    }
+
+    /// The configuration as TOML-ish JSON with secrets redacted, for `--print-config`.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("config serializes");
+        if let Some(url) = &self.database_url {
+            v["database_url"] = warden_store::redact_url(url).into();
+        }
+        v
+    }
+
+    /// `WARDEN_*` variables in `vars` that name no configuration key (warned about at start).
+    pub fn unknown_env_vars(vars: impl Iterator<Item = String>) -> Vec<String> {
+        let known = serde_json::to_value(Config::default()).expect("serializes");
+        vars.filter(|k| k.starts_with("WARDEN_"))
+            .filter(|k| !CLIENT_SIDE_ENV.contains(&k.as_str()) && !k.starts_with("WARDEN_TEST_"))
+            .filter(|k| {
+                let path: Vec<String> = k["WARDEN_".len()..].to_ascii_lowercase().split("__").map(str::to_owned).collect();
+                let mut node = &known;
+                for p in &path {
+                    match node.get(p) {
+                        Some(n) => node = n,
+                        None => return true,
+                    }
+                }
+                false
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("warden.toml");
+        std::fs::write(&file, "public_url = \"https://warden.example\"\nlisten = \"127.0.0.1:9000\"\n[auth]\nticket_pattern = \"^OPS-[0-9]+$\"\n").unwrap();
+        let c = Config::load(Some(&file), &serde_json::json!({"listen": "127.0.0.1:9001"})).unwrap();
+        assert_eq!(c.public_url, "https://warden.example");
+        assert_eq!(c.listen.port(), 9001);
+        assert_eq!(c.auth.ticket_pattern, "^OPS-[0-9]+$");
+        assert_eq!(c.auth.audience, "warden");
+    }
+
+    #[test]
+    fn elevated_tokens_cannot_be_configured_beyond_15_minutes() {
+        let err = Config::load(None, &serde_json::json!({"auth": {"elevated_token_ttl_secs": 901}})).unwrap_err();
+        assert!(err.to_string().contains("elevated_token_ttl_secs"));
+    }
+
+    #[test]
+    fn database_passwords_are_redacted() {
+        let c = Config { database_url: Some("postgres://u:hunter2@db/w".into()), ..Config::default() };
+        assert!(!c.redacted().to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn unknown_env_vars_are_found_and_client_side_ones_are_known() {
+        let vars = ["WARDEN_LISTEN", "WARDEN_URL", "WARDEN_AUTH__AUDIENCE", "WARDEN_LISTEM", "WARDEN_TEST_DATABASE_URL"];
+        assert_eq!(Config::unknown_env_vars(vars.iter().map(|s| s.to_string())), vec!["WARDEN_LISTEM".to_string()]);
+    }
+}

@@ -1,0 +1,262 @@
+//! Throwaway databases for tests (feature `testing`): a temp-dir SQLite file, and a fresh
+//! PostgreSQL schema per test, so one test suite runs against both backends.
+//!
+//! PostgreSQL comes from `WARDEN_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable the tests run on
+//! SQLite only and say so loudly on stderr — unless `CI=true`, where that is a failure.
+//!
+//! Each PostgreSQL test gets a schema named `wt_<unix seconds>_<8 hex>`, selected on every
+//! connection through the URL's `options=-c search_path=…`. It is dropped when the
+//! [`TestDb`] is (kept, and named on stderr, when the test panicked); schemas a killed run
+//! left behind are swept by the first [`TestDb::postgres`] of a later run once they are
+//! two hours old.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::{Backend, Store, StoreOptions, redact_url};
+
+/// The variable naming the PostgreSQL server tests use.
+pub const DATABASE_URL_VAR: &str = "WARDEN_TEST_DATABASE_URL";
+/// Where tests look for PostgreSQL when [`DATABASE_URL_VAR`] is unset.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// Schemas of test runs older than this are dropped by later runs.
+const SCHEMA_MAX_AGE_SECS: u64 = 2 * 60 * 60;
+/// How long to wait for the PostgreSQL server before calling it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+static SWEPT: AtomicBool = AtomicBool::new(false);
+
+/// A fresh, empty database for one test; dropped at the end of the test.
+pub struct TestDb {
+    /// Which backend.
+    pub backend: Backend,
+    /// The URL to open it with.
+    pub url: String,
+    /// Keeps the SQLite file's directory alive.
+    _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL schema and the server URL (without the schema) to drop it through.
+    schema: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDb")
+            .field("backend", &self.backend)
+            .field("url", &redact_url(&self.url))
+            .finish()
+    }
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Percent-encode a URL query value (everything but unreserved characters).
+fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `url` with `options=-c search_path=<schema>` added to its query.
+fn with_search_path(url: &str, schema: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let value = encode_query_value(&format!("-c search_path={schema}"));
+    format!("{url}{sep}options={value}")
+}
+
+/// The creation time encoded in a test schema's name, if it is one.
+fn schema_created_secs(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix("wt_")?;
+    let (secs, suffix) = rest.split_once('_')?;
+    if suffix.len() != 8 || !suffix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    secs.parse().ok()
+}
+
+/// Drop test schemas older than [`SCHEMA_MAX_AGE_SECS`]. Best effort.
+async fn sweep_old_schemas(conn: &mut PgConnection) {
+    let rows = match sqlx::query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'wt\\_%'")
+        .fetch_all(&mut *conn)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("warden-store testing: could not list old test schemas: {e}");
+            return;
+        }
+    };
+    let now = unix_secs();
+    for r in rows {
+        let Ok(name) = r.try_get::<String, _>(0) else {
+            continue;
+        };
+        let Some(created) = schema_created_secs(&name) else {
+            continue;
+        };
+        if now.saturating_sub(created) > SCHEMA_MAX_AGE_SECS {
+            let sql = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+            if let Err(e) = sqlx::raw_sql(&sql).execute(&mut *conn).await {
+                eprintln!("warden-store testing: could not drop old test schema {name}: {e}");
+            }
+        }
+    }
+}
+
+fn unreachable(url: &str, err: impl std::fmt::Display) -> Option<TestDb> {
+    let msg = format!(
+        "PostgreSQL at {} unreachable: {err}",
+        redact_url(url)
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg} (CI=true: PostgreSQL is required; set {DATABASE_URL_VAR})");
+    }
+    eprintln!("SKIPPED: {msg} — tests ran on SQLite only");
+    None
+}
+
+impl TestDb {
+    /// A temp-dir SQLite file (`sqlite://<dir>/warden.db?mode=rwc`).
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("create a temp dir for the SQLite test database");
+        let url = format!("sqlite://{}/warden.db?mode=rwc", dir.path().display());
+        TestDb {
+            backend: Backend::Sqlite,
+            url,
+            _dir: Some(dir),
+            schema: None,
+        }
+    }
+
+    /// A fresh PostgreSQL schema (name `wt_<unix secs>_<8 hex>`), selected for every
+    /// connection via the URL's `options=-c search_path=<schema>` parameter. Returns `None`
+    /// (after a loud `SKIPPED:` line on stderr) when PostgreSQL is unreachable, but panics
+    /// instead when the environment variable `CI` is `true`.
+    pub async fn postgres() -> Option<TestDb> {
+        let base = std::env::var(DATABASE_URL_VAR)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(&base))
+            .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return unreachable(&base, e),
+            Err(_) => {
+                return unreachable(
+                    &base,
+                    format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                );
+            }
+        };
+        if !SWEPT.swap(true, Ordering::SeqCst) {
+            sweep_old_schemas(&mut conn).await;
+        }
+        let random = uuid::Uuid::now_v7().simple().to_string();
+        // The tail of a UUIDv7 is random (its head is the time).
+        let schema = format!("wt_{}_{}", unix_secs(), &random[random.len() - 8..]);
+        sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("create test schema {schema}: {e}"));
+        let _ = conn.close().await;
+        Some(TestDb {
+            backend: Backend::Postgres,
+            url: with_search_path(&base, &schema),
+            _dir: None,
+            schema: Some((schema, base)),
+        })
+    }
+
+    /// SQLite, plus PostgreSQL when reachable: what every shared test iterates over.
+    pub async fn all() -> Vec<TestDb> {
+        let mut dbs = vec![Self::sqlite()];
+        dbs.extend(Self::postgres().await);
+        dbs
+    }
+
+    /// Open the [`Store`] on it (applying the migrations).
+    pub async fn open(&self) -> Store {
+        Store::open(&StoreOptions::new(self.url.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("open the {:?} test store: {e}", self.backend))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((schema, base)) = self.schema.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            eprintln!(
+                "warden-store testing: kept PostgreSQL schema {schema} of a failed test for inspection (swept after 2 hours)"
+            );
+            return;
+        }
+        // Drop cannot await, and may run inside a runtime: drop the schema from a thread of
+        // its own. Best effort; the sweep catches whatever this misses.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(&base))
+                    .await
+                    .map_err(|_| "connect timed out".to_owned())?
+                    .map_err(|e| e.to_string())?;
+                sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| format!("drop schema {schema}: {e}"))?;
+                let _ = conn.close().await;
+                Ok::<(), String>(())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warden-store testing: {e} (swept after 2 hours)"),
+            Err(_) => eprintln!("warden-store testing: dropping a test schema panicked"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_path_is_url_encoded() {
+        assert_eq!(
+            with_search_path("postgres://u@h/db", "wt_1_abcdef01"),
+            "postgres://u@h/db?options=-c%20search_path%3Dwt_1_abcdef01"
+        );
+        assert_eq!(
+            with_search_path("postgres://u@h/db?sslmode=disable", "s"),
+            "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Ds"
+        );
+    }
+
+    #[test]
+    fn only_test_schemas_carry_a_creation_time() {
+        assert_eq!(schema_created_secs("wt_1700000000_0a1b2c3d"), Some(1_700_000_000));
+        assert_eq!(schema_created_secs("wt_1700000000_xyz"), None);
+        assert_eq!(schema_created_secs("public"), None);
+        assert_eq!(schema_created_secs("wt_abc_0a1b2c3d"), None);
+    }
+}
