@@ -81,7 +81,8 @@ impl Authority {
     pub async fn load(store: &Store, config: &Config) -> Result<Self, crate::ServerError> {
         let mut records = store.signing_keys(TOKEN_KEY_PURPOSE).await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
-            let key = SigningKey::generate().map_err(|e| crate::ServerError::Keys(e.to_string()))?;
+            let key =
+                SigningKey::generate().map_err(|e| crate::ServerError::Keys(e.to_string()))?;
             store
                 .insert_signing_key_if_none(&SigningKeyRecord {
                     kid: key.kid().to_owned(),
@@ -96,10 +97,20 @@ impl Authority {
         let (signing, keys) = Self::keys_from_records(&records)?;
         let mut issuers = Vec::new();
         for cfg in &config.auth.issuers {
-            let state = IssuerState { config: cfg.clone(), keys: RwLock::new(None) };
+            let state = IssuerState {
+                config: cfg.clone(),
+                keys: RwLock::new(None),
+            };
             if let Some(path) = &cfg.jwks_file {
-                let text = std::fs::read_to_string(path).map_err(|e| crate::ServerError::Keys(format!("issuer {}: {}: {e}", cfg.issuer, path.display())))?;
-                let set = KeySet::from_jwks_json(&text).map_err(|e| crate::ServerError::Keys(format!("issuer {}: {e}", cfg.issuer)))?;
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    crate::ServerError::Keys(format!(
+                        "issuer {}: {}: {e}",
+                        cfg.issuer,
+                        path.display()
+                    ))
+                })?;
+                let set = KeySet::from_jwks_json(&text)
+                    .map_err(|e| crate::ServerError::Keys(format!("issuer {}: {e}", cfg.issuer)))?;
                 *state.keys.write().expect("lock") = Some(Arc::new(set));
             }
             issuers.push(state);
@@ -113,18 +124,23 @@ impl Authority {
         })
     }
 
-    fn keys_from_records(records: &[SigningKeyRecord]) -> Result<(SigningKey, KeySet), crate::ServerError> {
+    fn keys_from_records(
+        records: &[SigningKeyRecord],
+    ) -> Result<(SigningKey, KeySet), crate::ServerError> {
         let mut verifying = Vec::new();
         let mut active = None;
         for r in records {
-            let bytes: [u8; 32] = r.secret.as_slice().try_into().map_err(|_| crate::ServerError::Keys(format!("signing key {} is not 32 bytes", r.kid)))?;
+            let bytes: [u8; 32] = r.secret.as_slice().try_into().map_err(|_| {
+                crate::ServerError::Keys(format!("signing key {} is not 32 bytes", r.kid))
+            })?;
             let key = SigningKey::from_secret_bytes(Some(r.kid.clone()), &bytes);
             verifying.push(key.verifying_key());
             if r.retired_at.is_none() {
                 active = Some(key);
             }
         }
-        let signing = active.ok_or_else(|| crate::ServerError::Keys("no active token signing key".into()))?;
+        let signing =
+            active.ok_or_else(|| crate::ServerError::Keys("no active token signing key".into()))?;
         let set = KeySet::new(verifying).map_err(|e| crate::ServerError::Keys(e.to_string()))?;
         Ok((signing, set))
     }
@@ -142,15 +158,29 @@ impl Authority {
     /// Fetch the JWKS of URL-configured issuers (at start and every 5 minutes).
     pub async fn refresh_issuers(&self, http: &reqwest::Client) {
         for issuer in &self.issuers {
-            let Some(url) = &issuer.config.jwks_url else { continue };
+            let Some(url) = &issuer.config.jwks_url else {
+                continue;
+            };
             let fetched = async {
-                let text = http.get(url).timeout(Duration::from_secs(10)).send().await?.error_for_status()?.text().await?;
+                let text = http
+                    .get(url)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .text()
+                    .await?;
                 Ok::<_, reqwest::Error>(text)
             }
             .await;
-            match fetched.map_err(|e| e.to_string()).and_then(|t| KeySet::from_jwks_json(&t).map_err(|e| e.to_string())) {
+            match fetched
+                .map_err(|e| e.to_string())
+                .and_then(|t| KeySet::from_jwks_json(&t).map_err(|e| e.to_string()))
+            {
                 Ok(set) => *issuer.keys.write().expect("lock") = Some(Arc::new(set)),
-                Err(e) => tracing::warn!(issuer = %issuer.config.issuer, error = %e, "could not refresh issuer keys; keeping the previous ones"),
+                Err(e) => {
+                    tracing::warn!(issuer = %issuer.config.issuer, error = %e, "could not refresh issuer keys; keeping the previous ones")
+                }
             }
         }
     }
@@ -162,7 +192,10 @@ impl Authority {
         let now = Instant::now();
         let q = map.entry(ip).or_default();
         q.push_back(now);
-        while q.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
             q.pop_front();
         }
     }
@@ -172,12 +205,19 @@ impl Authority {
         let mut map = self.failed_client_auth.lock().expect("lock");
         let now = Instant::now();
         let q = map.get_mut(&ip)?;
-        while q.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
             q.pop_front();
         }
         if q.len() >= limit as usize {
             let oldest = *q.front().expect("non-empty");
-            Some(60u64.saturating_sub(now.duration_since(oldest).as_secs()).max(1))
+            Some(
+                60u64
+                    .saturating_sub(now.duration_since(oldest).as_secs())
+                    .max(1),
+            )
         } else {
             if q.is_empty() {
                 map.remove(&ip);
@@ -188,19 +228,33 @@ impl Authority {
 
     /// Count an authentication failure for the `_system` log (flushed once a second).
     pub fn note_auth_failure(&self, ip: IpAddr, reason: &'static str) {
-        *self.auth_failures.lock().expect("lock").entry((ip, reason)).or_default() += 1;
+        *self
+            .auth_failures
+            .lock()
+            .expect("lock")
+            .entry((ip, reason))
+            .or_default() += 1;
     }
 
     /// Write the failures counted since the last flush to the `_system` log: one entry per
     /// address and reason per second, with the count.
-    pub async fn flush_auth_failures(&self, store: &Store) -> Result<usize, warden_store::StoreError> {
-        let batch: Vec<((IpAddr, &'static str), u64)> = std::mem::take(&mut *self.auth_failures.lock().expect("lock")).into_iter().collect();
+    pub async fn flush_auth_failures(
+        &self,
+        store: &Store,
+    ) -> Result<usize, warden_store::StoreError> {
+        let batch: Vec<((IpAddr, &'static str), u64)> =
+            std::mem::take(&mut *self.auth_failures.lock().expect("lock"))
+                .into_iter()
+                .collect();
         let n = batch.len();
         for ((ip, reason), count) in batch {
             store
                 .append_audit(AuditDraft {
                     tenant: TenantId::system(),
-                    actor: Actor { kind: ActorKind::System, name: "authn".into() },
+                    actor: Actor {
+                        kind: ActorKind::System,
+                        name: "authn".into(),
+                    },
                     action: "auth.failure".into(),
                     target: Some(Target::new("address", ip.to_string())),
                     outcome: Outcome::Rejected,
@@ -223,13 +277,32 @@ impl Authority {
         let now = Timestamp::now().as_micros() / 1_000_000;
         // Peek at the unverified `iss` only to choose the key set; the signature decides.
         let iss = unverified_issuer(token);
-        if let Some(issuer) = self.issuers.iter().find(|i| Some(i.config.issuer.as_str()) == iss.as_deref()) {
-            let keys = issuer.keys.read().expect("lock").clone().ok_or(JwtError::UnknownKeyId)?;
-            let v = Validation { issuer: issuer.config.issuer.clone(), audience: issuer.config.audience.clone(), now_unix: now, leeway_secs: 30 };
+        if let Some(issuer) = self
+            .issuers
+            .iter()
+            .find(|i| Some(i.config.issuer.as_str()) == iss.as_deref())
+        {
+            let keys = issuer
+                .keys
+                .read()
+                .expect("lock")
+                .clone()
+                .ok_or(JwtError::UnknownKeyId)?;
+            let v = Validation {
+                issuer: issuer.config.issuer.clone(),
+                audience: issuer.config.audience.clone(),
+                now_unix: now,
+                leeway_secs: 30,
+            };
             let map = verify_jwt(token, &keys, &v)?;
             return Ok((Claims::from_map(map, &issuer.config.tenant_claim)?, true));
         }
-        let v = Validation { issuer: config.public_url.clone(), audience: config.auth.audience.clone(), now_unix: now, leeway_secs: 30 };
+        let v = Validation {
+            issuer: config.public_url.clone(),
+            audience: config.auth.audience.clone(),
+            now_unix: now,
+            leeway_secs: 30,
+        };
         let map = verify_jwt(token, &self.key_set(), &v)?;
         Ok((Claims::from_map(map, "tenant")?, false))
     }
@@ -238,7 +311,9 @@ impl Authority {
 fn unverified_issuer(token: &str) -> Option<String> {
     use base64::Engine;
     let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
     let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     v.get("iss")?.as_str().map(str::to_owned)
 }
@@ -262,22 +337,38 @@ pub fn source_ip(parts: &Parts, trusted: &[IpAddr]) -> IpAddr {
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    hops.into_iter().rev().find(|ip| !trusted.contains(ip)).unwrap_or(peer)
+    hops.into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
 }
 
 impl FromRequestParts<AppState> for RequestMeta {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-        Ok(Self { request_id, source_ip: source_ip(parts, &state.config.http.trusted_proxies) })
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let request_id = parts
+            .extensions
+            .get::<RequestId>()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
+        Ok(Self {
+            request_id,
+            source_ip: source_ip(parts, &state.config.http.trusted_proxies),
+        })
     }
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let ip = source_ip(parts, &state.config.http.trusted_proxies);
         let fail = |reason: &'static str, detail: &str| {
             state.metrics.count_auth_failure(reason);
@@ -290,24 +381,59 @@ impl FromRequestParts<AppState> for Caller {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
-            .ok_or_else(|| fail("malformed_header", "the Authorization header must be `Bearer <token>`"))?;
-        let (claims, external) = state.authority.verify(token, &state.config).map_err(|e| fail(failure_reason(&e), "the token is not valid"))?;
-        let scopes = ScopeSet::parse(&claims.scope).map_err(|_| fail("unknown_scope", "the token is not valid"))?;
+            .ok_or_else(|| {
+                fail(
+                    "malformed_header",
+                    "the Authorization header must be `Bearer <token>`",
+                )
+            })?;
+        let (claims, external) = state
+            .authority
+            .verify(token, &state.config)
+            .map_err(|e| fail(failure_reason(&e), "the token is not valid"))?;
+        let scopes = ScopeSet::parse(&claims.scope)
+            .map_err(|_| fail("unknown_scope", "the token is not valid"))?;
         let (tenant, actor) = if external {
-            let tenant = TenantId::parse(&claims.tenant).map_err(|_| fail("invalid_tenant", "the token is not valid"))?;
-            state.ensure_tenant_cached(&tenant).await.map_err(ApiError::from)?;
-            (tenant, Actor { kind: ActorKind::External, name: claims.sub.clone() })
+            let tenant = TenantId::parse(&claims.tenant)
+                .map_err(|_| fail("invalid_tenant", "the token is not valid"))?;
+            state
+                .ensure_tenant_cached(&tenant)
+                .await
+                .map_err(ApiError::from)?;
+            (
+                tenant,
+                Actor {
+                    kind: ActorKind::External,
+                    name: claims.sub.clone(),
+                },
+            )
         } else {
-            let tenant = TenantId::parse_including_reserved(&claims.tenant).map_err(|_| fail("invalid_tenant", "the token is not valid"))?;
+            let tenant = TenantId::parse_including_reserved(&claims.tenant)
+                .map_err(|_| fail("invalid_tenant", "the token is not valid"))?;
             // Revocation takes effect at once: the client must still exist, be active and
             // belong to the token's tenant.
-            let client_id = ClientId::parse(&claims.sub).map_err(|_| fail("invalid_subject", "the token is not valid"))?;
-            let client = state.store.get_client(client_id).await.map_err(ApiError::from)?;
+            let client_id = ClientId::parse(&claims.sub)
+                .map_err(|_| fail("invalid_subject", "the token is not valid"))?;
+            let client = state
+                .store
+                .get_client(client_id)
+                .await
+                .map_err(ApiError::from)?;
             match client {
-                Some(c) if c.revoked_at.is_none() && c.tenant == tenant => (tenant, Actor::client(c.name.as_str())),
-                Some(c) if c.revoked_at.is_some() => return Err(fail("client_revoked", "the token's client has been revoked")),
+                Some(c) if c.revoked_at.is_none() && c.tenant == tenant => {
+                    (tenant, Actor::client(c.name.as_str()))
+                }
+                Some(c) if c.revoked_at.is_some() => {
+                    return Err(fail(
+                        "client_revoked",
+                        "the token's client has been revoked",
+                    ));
+                }
                 _ => return Err(fail("unknown_client", "the token is not valid")),
             }
         };

@@ -127,13 +127,19 @@ impl Default for AuthConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { trusted_proxies: Vec::new(), body_limit_bytes: 1 << 20, bulk_body_limit_bytes: 16 << 20 }
+        Self {
+            trusted_proxies: Vec::new(),
+            body_limit_bytes: 1 << 20,
+            bulk_body_limit_bytes: 16 << 20,
+        }
     }
 }
 
 impl Default for SqliteConfig {
     fn default() -> Self {
-        Self { synchronous: "FULL".into() }
+        Self {
+            synchronous: "FULL".into(),
+        }
     }
 }
 
@@ -150,7 +156,13 @@ pub enum ConfigError {
 }
 
 /// Environment variables the client commands and tests read; not server configuration.
-const CLIENT_SIDE_ENV: &[&str] = &["WARDEN_URL", "WARDEN_CLIENT_ID", "WARDEN_CLIENT_SECRET", "WARDEN_CONFIG", "WARDEN_LOG"];
+const CLIENT_SIDE_ENV: &[&str] = &[
+    "WARDEN_URL",
+    "WARDEN_CLIENT_ID",
+    "WARDEN_CLIENT_SECRET",
+    "WARDEN_CONFIG",
+    "WARDEN_LOG",
+];
 
 impl Config {
     /// Load: defaults, then `file` (if any), then the environment, then `overrides` (flags).
@@ -166,7 +178,9 @@ impl Config {
                 Env::prefixed("WARDEN_")
                     .filter(move |k| {
                         let full = format!("WARDEN_{}", k.as_str().to_ascii_uppercase());
-                        !unknown.contains(&full) && !CLIENT_SIDE_ENV.contains(&full.as_str()) && !full.starts_with("WARDEN_TEST_")
+                        !unknown.contains(&full)
+                            && !CLIENT_SIDE_ENV.contains(&full.as_str())
+                            && !full.starts_with("WARDEN_TEST_")
                     })
                     .split("__"),
             )
@@ -178,20 +192,32 @@ impl Config {
 
     /// Check ranges figment cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.auth.elevated_token_ttl_secs == 0 || self.auth.elevated_token_ttl_secs > MAX_ELEVATED_TTL_SECS {
-            return Err(ConfigError::Invalid(format!("auth.elevated_token_ttl_secs must be 1..={MAX_ELEVATED_TTL_SECS}")));
+        if self.auth.elevated_token_ttl_secs == 0
+            || self.auth.elevated_token_ttl_secs > MAX_ELEVATED_TTL_SECS
+        {
+            return Err(ConfigError::Invalid(format!(
+                "auth.elevated_token_ttl_secs must be 1..={MAX_ELEVATED_TTL_SECS}"
+            )));
         }
         if self.auth.token_ttl_secs == 0 {
-            return Err(ConfigError::Invalid("auth.token_ttl_secs must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "auth.token_ttl_secs must be positive".into(),
+            ));
         }
-        TicketPattern::new(&self.auth.ticket_pattern).map_err(|e| ConfigError::Invalid(format!("auth.ticket_pattern: {e}")))?;
+        TicketPattern::new(&self.auth.ticket_pattern)
+            .map_err(|e| ConfigError::Invalid(format!("auth.ticket_pattern: {e}")))?;
         for i in &self.auth.issuers {
             if i.jwks_file.is_some() == i.jwks_url.is_some() {
-                return Err(ConfigError::Invalid(format!("issuer {}: give exactly one of jwks_file, jwks_url", i.issuer)));
+                return Err(ConfigError::Invalid(format!(
+                    "issuer {}: give exactly one of jwks_file, jwks_url",
+                    i.issuer
+                )));
             }
         }
         if !matches!(self.log_format.as_str(), "json" | "text") {
-            return Err(ConfigError::Invalid("log_format must be json or text".into()));
+            return Err(ConfigError::Invalid(
+                "log_format must be json or text".into(),
+            ));
         }
         Ok(())
     }
@@ -200,7 +226,10 @@ impl Config {
     pub fn store_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("warden.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("warden.db").display()
+            ),
         }
     }
 
@@ -219,7 +248,11 @@ impl Config {
         vars.filter(|k| k.starts_with("WARDEN_"))
             .filter(|k| !CLIENT_SIDE_ENV.contains(&k.as_str()) && !k.starts_with("WARDEN_TEST_"))
             .filter(|k| {
-                let path: Vec<String> = k["WARDEN_".len()..].to_ascii_lowercase().split("__").map(str::to_owned).collect();
+                let path: Vec<String> = k["WARDEN_".len()..]
+                    .to_ascii_lowercase()
+                    .split("__")
+                    .map(str::to_owned)
+                    .collect();
                 let mut node = &known;
                 for p in &path {
                     match node.get(p) {
@@ -242,7 +275,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("warden.toml");
         std::fs::write(&file, "public_url = \"https://warden.example\"\nlisten = \"127.0.0.1:9000\"\n[auth]\nticket_pattern = \"^OPS-[0-9]+$\"\n").unwrap();
-        let c = Config::load(Some(&file), &serde_json::json!({"listen": "127.0.0.1:9001"})).unwrap();
+        let c = Config::load(
+            Some(&file),
+            &serde_json::json!({"listen": "127.0.0.1:9001"}),
+        )
+        .unwrap();
         assert_eq!(c.public_url, "https://warden.example");
         assert_eq!(c.listen.port(), 9001);
         assert_eq!(c.auth.ticket_pattern, "^OPS-[0-9]+$");
@@ -251,19 +288,35 @@ mod tests {
 
     #[test]
     fn elevated_tokens_cannot_be_configured_beyond_15_minutes() {
-        let err = Config::load(None, &serde_json::json!({"auth": {"elevated_token_ttl_secs": 901}})).unwrap_err();
+        let err = Config::load(
+            None,
+            &serde_json::json!({"auth": {"elevated_token_ttl_secs": 901}}),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("elevated_token_ttl_secs"));
     }
 
     #[test]
     fn database_passwords_are_redacted() {
-        let c = Config { database_url: Some("postgres://u:hunter2@db/w".into()), ..Config::default() };
+        let c = Config {
+            database_url: Some("postgres://u:hunter2@db/w".into()),
+            ..Config::default()
+        };
         assert!(!c.redacted().to_string().contains("hunter2"));
     }
 
     #[test]
     fn unknown_env_vars_are_found_and_client_side_ones_are_known() {
-        let vars = ["WARDEN_LISTEN", "WARDEN_URL", "WARDEN_AUTH__AUDIENCE", "WARDEN_LISTEM", "WARDEN_TEST_DATABASE_URL"];
-        assert_eq!(Config::unknown_env_vars(vars.iter().map(|s| s.to_string())), vec!["WARDEN_LISTEM".to_string()]);
+        let vars = [
+            "WARDEN_LISTEN",
+            "WARDEN_URL",
+            "WARDEN_AUTH__AUDIENCE",
+            "WARDEN_LISTEM",
+            "WARDEN_TEST_DATABASE_URL",
+        ];
+        assert_eq!(
+            Config::unknown_env_vars(vars.iter().map(|s| s.to_string())),
+            vec!["WARDEN_LISTEM".to_string()]
+        );
     }
 }

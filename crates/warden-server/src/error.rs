@@ -32,7 +32,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// An error with a code and detail.
     pub fn new(code: ReasonCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), errors: Vec::new(), retry_after: None, allow: None }
+        Self {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: None,
+            allow: None,
+        }
     }
 
     /// `400 VALIDATION_FAILED` naming one field.
@@ -42,14 +48,24 @@ impl ApiError {
 
     /// `400 VALIDATION_FAILED` naming several fields.
     pub fn fields(errors: Vec<FieldError>) -> Self {
-        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        Self { errors, ..Self::new(ReasonCode::ValidationFailed, detail) }
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            errors,
+            ..Self::new(ReasonCode::ValidationFailed, detail)
+        }
     }
 
     /// A `500 INTERNAL_ERROR`; the cause is logged, never sent.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(ReasonCode::InternalError, "an internal error occurred; it has been logged with this request id")
+        Self::new(
+            ReasonCode::InternalError,
+            "an internal error occurred; it has been logged with this request id",
+        )
     }
 
     /// `401 UNAUTHENTICATED`.
@@ -60,7 +76,10 @@ impl ApiError {
 
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
-        Self { errors: r.errors, ..Self::new(r.code, r.detail) }
+        Self {
+            errors: r.errors,
+            ..Self::new(r.code, r.detail)
+        }
     }
 }
 
@@ -92,7 +111,8 @@ struct ProblemBody<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = status.into_response();
         response.extensions_mut().insert(Problem(self));
         response
@@ -113,7 +133,10 @@ pub fn render_problem(problem: &ApiError, request_id: &str, response: &mut Respo
     let bytes = serde_json::to_vec(&body).expect("problem serializes");
     *response.body_mut() = axum::body::Body::from(bytes);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     headers.remove(header::CONTENT_LENGTH);
     if let Some(secs) = problem.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -122,6 +145,9 @@ pub fn render_problem(problem: &ApiError, request_id: &str, response: &mut Respo
         headers.insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     if problem.code == ReasonCode::Unauthenticated {
-        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"warden\", error=\"invalid_token\""));
+        headers.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"warden\", error=\"invalid_token\""),
+        );
     }
 }

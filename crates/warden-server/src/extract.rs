@@ -14,21 +14,37 @@ pub fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resul
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
-            let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            let mime = v
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false);
     if !is_json {
-        return Err(ApiError::new(ReasonCode::UnsupportedMediaType, "the body must be application/json"));
+        return Err(ApiError::new(
+            ReasonCode::UnsupportedMediaType,
+            "the body must be application/json",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() { "body".to_owned() } else { path };
+        let field = if path == "." || path.is_empty() {
+            "body".to_owned()
+        } else {
+            path
+        };
         let inner = e.into_inner();
         // serde names a missing field in its message, not in the path.
         let message = inner.to_string();
-        let field = match message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+        let field = match message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
             Some(missing) if field == "body" => missing.to_owned(),
             Some(missing) => format!("{field}.{missing}"),
             None => field,
@@ -44,9 +60,14 @@ pub struct QueryParams(Vec<(String, String)>);
 impl QueryParams {
     /// Parse, refusing parameters outside `allowed`.
     pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes()).into_owned().collect();
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
         if let Some((k, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
-            return Err(ApiError::field(k.clone(), format!("unknown parameter (allowed: {})", allowed.join(", "))));
+            return Err(ApiError::field(
+                k.clone(),
+                format!("unknown parameter (allowed: {})", allowed.join(", ")),
+            ));
         }
         Ok(Self(pairs))
     }
@@ -63,14 +84,24 @@ impl QueryParams {
 
     /// Every value of a repeatable parameter.
     pub fn all(&self, name: &str) -> Vec<String> {
-        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Parse a parameter with `f`, naming it on failure.
-    pub fn parsed<T, E: std::fmt::Display>(&self, name: &str, f: impl FnOnce(&str) -> Result<T, E>) -> Result<Option<T>, ApiError> {
+    pub fn parsed<T, E: std::fmt::Display>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, ApiError> {
         match self.one(name)? {
             None => Ok(None),
-            Some(v) => f(v).map(Some).map_err(|e| ApiError::field(name, e.to_string())),
+            Some(v) => f(v)
+                .map(Some)
+                .map_err(|e| ApiError::field(name, e.to_string())),
         }
     }
 
@@ -80,7 +111,10 @@ impl QueryParams {
             None => Ok(default),
             Some(v) => match v.parse::<u32>() {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
-                _ => Err(ApiError::field("limit", format!("must be an integer from 1 to {max}"))),
+                _ => Err(ApiError::field(
+                    "limit",
+                    format!("must be an integer from 1 to {max}"),
+                )),
             },
         }
     }
@@ -105,7 +139,10 @@ mod tests {
 
     fn json_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         h
     }
 
@@ -113,7 +150,8 @@ mod tests {
     fn json_errors_name_the_field() {
         let e = json_body::<Body>(&json_headers(), br#"{"inner": {"n": 1}}"#).unwrap_err();
         assert_eq!(e.errors[0].field, "queue");
-        let e = json_body::<Body>(&json_headers(), br#"{"queue": "q", "inner": {"n": "x"}}"#).unwrap_err();
+        let e = json_body::<Body>(&json_headers(), br#"{"queue": "q", "inner": {"n": "x"}}"#)
+            .unwrap_err();
         assert_eq!(e.errors[0].field, "inner.n");
         let e = json_body::<Body>(&json_headers(), br#"{"queue": "q", "extra": 1}"#).unwrap_err();
         assert_eq!(e.code, ReasonCode::ValidationFailed);

@@ -91,7 +91,8 @@ impl Deref for AppState {
 impl AppState {
     /// Build the state over an open store.
     pub async fn new(store: Store, config: Config) -> Result<Self, ServerError> {
-        let tickets = TicketPattern::new(&config.auth.ticket_pattern).map_err(|e| ServerError::Keys(e.to_string()))?;
+        let tickets = TicketPattern::new(&config.auth.ticket_pattern)
+            .map_err(|e| ServerError::Keys(e.to_string()))?;
         let authority = auth::Authority::load(&store, &config).await?;
         let (events, _) = broadcast::channel(4096);
         Ok(Self(Arc::new(StateInner {
@@ -111,7 +112,10 @@ impl AppState {
             return Ok(());
         }
         self.store.ensure_tenant(tenant).await?;
-        self.known_tenants.lock().expect("lock").insert(tenant.clone());
+        self.known_tenants
+            .lock()
+            .expect("lock")
+            .insert(tenant.clone());
         Ok(())
     }
 }
@@ -133,7 +137,9 @@ impl Application {
         let mut options = StoreOptions::new(config.store_url());
         options.sqlite_synchronous = config.sqlite.synchronous.clone();
         let store = Store::open(&options).await?;
-        store.ensure_tenant(&TenantId::parse("default").expect("valid")).await?;
+        store
+            .ensure_tenant(&TenantId::parse("default").expect("valid"))
+            .await?;
         let listener = TcpListener::bind(config.listen).await?;
         let state = AppState::new(store, config).await?;
         Ok(Self { state, listener })
@@ -151,17 +157,27 @@ impl Application {
 
     /// Serve until `shutdown` resolves; then stop accepting, finish in-flight requests and
     /// return. Background loops stop with it.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = spawn_background(self.state.clone(), stop_rx);
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
         let _ = stop_tx.send(true);
         for t in tasks {
             let _ = t.await;
         }
         // Flush what is counted but not yet written.
-        if let Err(e) = self.state.authority.flush_auth_failures(&self.state.store).await {
+        if let Err(e) = self
+            .state
+            .authority
+            .flush_auth_failures(&self.state.store)
+            .await
+        {
             tracing::error!(error = %e, "could not flush authentication failures at shutdown");
         }
         self.state.store.close().await;
@@ -170,7 +186,10 @@ impl Application {
 }
 
 /// The periodic loops: outbox relay, `_system` failure flush, issuer key refresh.
-fn spawn_background(state: AppState, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_background(
+    state: AppState,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     let s = state.clone();
     tasks.push(every(Duration::from_millis(100), stop.clone(), move || {
@@ -186,7 +205,12 @@ fn spawn_background(state: AppState, stop: watch::Receiver<bool>) -> Vec<tokio::
             }
         }
     }));
-    if state.authority.issuers.iter().any(|i| i.config.jwks_url.is_some()) {
+    if state
+        .authority
+        .issuers
+        .iter()
+        .any(|i| i.config.jwks_url.is_some())
+    {
         let s = state.clone();
         let http = reqwest::Client::new();
         tasks.push(every(Duration::from_secs(300), stop, move || {
@@ -197,7 +221,11 @@ fn spawn_background(state: AppState, stop: watch::Receiver<bool>) -> Vec<tokio::
     tasks
 }
 
-fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut f: F) -> tokio::task::JoinHandle<()>
+fn every<F, Fut>(
+    period: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut f: F,
+) -> tokio::task::JoinHandle<()>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
@@ -224,7 +252,9 @@ async fn relay_outbox(state: &AppState) {
                 return;
             }
         };
-        let Some(last) = batch.last().map(|e| e.id) else { return };
+        let Some(last) = batch.last().map(|e| e.id) else {
+            return;
+        };
         for e in &batch {
             // No subscriber is not an error: the bus is best-effort fan-out after commit.
             let _ = state.events.send(e.payload.clone());
@@ -233,7 +263,11 @@ async fn relay_outbox(state: &AppState) {
             tracing::warn!(error = %e, "outbox relay could not acknowledge; will redeliver");
             return;
         }
-        state.metrics.add("warden_events_relayed_total", Vec::new(), batch.len() as u64);
+        state.metrics.add(
+            "warden_events_relayed_total",
+            Vec::new(),
+            batch.len() as u64,
+        );
         if batch.len() < 1000 {
             return;
         }

@@ -14,7 +14,9 @@ use axum::response::Response;
 use crate::AppState;
 
 /// Latency buckets, seconds.
-const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -34,18 +36,47 @@ pub struct Metrics {
 
 /// Help text for each metric family.
 const HELP: &[(&str, &str, &str)] = &[
-    ("warden_http_requests_total", "counter", "HTTP requests by route, method and status."),
-    ("warden_http_request_duration_seconds", "histogram", "HTTP request latency by route and method."),
-    ("warden_audit_entries_total", "counter", "Audit entries written, by action and outcome."),
-    ("warden_tokens_issued_total", "counter", "Tokens issued, by scope."),
-    ("warden_auth_failures_total", "counter", "Failed authentications, by reason."),
-    ("warden_events_relayed_total", "counter", "Outbox events delivered to the event bus."),
+    (
+        "warden_http_requests_total",
+        "counter",
+        "HTTP requests by route, method and status.",
+    ),
+    (
+        "warden_http_request_duration_seconds",
+        "histogram",
+        "HTTP request latency by route and method.",
+    ),
+    (
+        "warden_audit_entries_total",
+        "counter",
+        "Audit entries written, by action and outcome.",
+    ),
+    (
+        "warden_tokens_issued_total",
+        "counter",
+        "Tokens issued, by scope.",
+    ),
+    (
+        "warden_auth_failures_total",
+        "counter",
+        "Failed authentications, by reason.",
+    ),
+    (
+        "warden_events_relayed_total",
+        "counter",
+        "Outbox events delivered to the event bus.",
+    ),
 ];
 
 impl Metrics {
     /// Add `n` to a counter.
     pub fn add(&self, name: &'static str, labels: Labels, n: u64) {
-        *self.counters.lock().expect("lock").entry((name, labels)).or_default() += n;
+        *self
+            .counters
+            .lock()
+            .expect("lock")
+            .entry((name, labels))
+            .or_default() += n;
     }
 
     /// Observe a value in a histogram.
@@ -63,18 +94,33 @@ impl Metrics {
 
     /// An audit entry was written.
     pub fn count_audit(&self, action: &str, outcome: &str) {
-        self.add("warden_audit_entries_total", vec![("action", action.to_owned()), ("outcome", outcome.to_owned())], 1);
+        self.add(
+            "warden_audit_entries_total",
+            vec![
+                ("action", action.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ],
+            1,
+        );
     }
 
     /// An authentication failed.
     pub fn count_auth_failure(&self, reason: &'static str) {
-        self.add("warden_auth_failures_total", vec![("reason", reason.to_owned())], 1);
+        self.add(
+            "warden_auth_failures_total",
+            vec![("reason", reason.to_owned())],
+            1,
+        );
     }
 
     /// A token was issued.
     pub fn count_token(&self, scope: &str) {
         for s in scope.split(' ').filter(|s| !s.is_empty()) {
-            self.add("warden_tokens_issued_total", vec![("scope", s.to_owned())], 1);
+            self.add(
+                "warden_tokens_issued_total",
+                vec![("scope", s.to_owned())],
+                1,
+            );
         }
     }
 
@@ -90,9 +136,19 @@ impl Metrics {
             }
             for ((name, labels), h) in histograms.iter().filter(|((n, _), _)| n == family) {
                 for (i, b) in BUCKETS.iter().enumerate() {
-                    let _ = writeln!(out, "{name}_bucket{} {}", fmt_labels(labels, Some(&b.to_string())), h.counts[i]);
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{} {}",
+                        fmt_labels(labels, Some(&b.to_string())),
+                        h.counts[i]
+                    );
                 }
-                let _ = writeln!(out, "{name}_bucket{} {}", fmt_labels(labels, Some("+Inf")), h.count);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{} {}",
+                    fmt_labels(labels, Some("+Inf")),
+                    h.count
+                );
                 let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(labels, None), h.sum);
                 let _ = writeln!(out, "{name}_count{} {}", fmt_labels(labels, None), h.count);
             }
@@ -102,28 +158,53 @@ impl Metrics {
 }
 
 fn fmt_labels(labels: &Labels, le: Option<&str>) -> String {
-    let mut parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
     if let Some(le) = le {
         parts.push(format!("le=\"{le}\""));
     }
-    if parts.is_empty() { String::new() } else { format!("{{{}}}", parts.join(",")) }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Middleware: count and time every request by its route pattern (never the raw path, so
 /// ids do not explode the label space).
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let response = next.run(req).await;
     let elapsed = start.elapsed().as_secs_f64();
     let status = response.status().as_u16().to_string();
-    state.metrics.add("warden_http_requests_total", vec![("route", route.clone()), ("method", method.clone()), ("status", status)], 1);
-    state.metrics.observe("warden_http_request_duration_seconds", vec![("route", route), ("method", method)], elapsed);
+    state.metrics.add(
+        "warden_http_requests_total",
+        vec![
+            ("route", route.clone()),
+            ("method", method.clone()),
+            ("status", status),
+        ],
+        1,
+    );
+    state.metrics.observe(
+        "warden_http_request_duration_seconds",
+        vec![("route", route), ("method", method)],
+        elapsed,
+    );
     response
 }
 
@@ -136,11 +217,28 @@ mod tests {
         let m = Metrics::default();
         m.count_audit("job.cancel", "allowed");
         m.count_audit("job.cancel", "allowed");
-        m.observe("warden_http_request_duration_seconds", vec![("route", "/x".into())], 0.003);
+        m.observe(
+            "warden_http_request_duration_seconds",
+            vec![("route", "/x".into())],
+            0.003,
+        );
         let text = m.render();
-        assert!(text.contains("warden_audit_entries_total{action=\"job.cancel\",outcome=\"allowed\"} 2"), "{text}");
-        assert!(text.contains("warden_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.0025\"} 0"));
-        assert!(text.contains("warden_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.005\"} 1"));
+        assert!(
+            text.contains(
+                "warden_audit_entries_total{action=\"job.cancel\",outcome=\"allowed\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "warden_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.0025\"} 0"
+            )
+        );
+        assert!(
+            text.contains(
+                "warden_http_request_duration_seconds_bucket{route=\"/x\",le=\"0.005\"} 1"
+            )
+        );
         assert!(text.contains("warden_http_request_duration_seconds_count{route=\"/x\"} 1"));
     }
 }

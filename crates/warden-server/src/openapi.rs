@@ -17,7 +17,13 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
     let q = |name: &str, desc: &str| json!({"name": name, "in": "query", "required": false, "schema": {"type": "string"}, "description": desc});
     let limit = json!({"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}});
     match (method, path) {
-        ("get", "/api/v1/jobs") => vec![q("queue", "Only this queue"), q("state", "Only this state"), q("type", "Only this type"), limit, q("cursor", "next_cursor of the previous page")],
+        ("get", "/api/v1/jobs") => vec![
+            q("queue", "Only this queue"),
+            q("state", "Only this state"),
+            q("type", "Only this type"),
+            limit,
+            q("cursor", "next_cursor of the previous page"),
+        ],
         ("get", "/api/v1/queues") => vec![limit, q("cursor", "next_cursor of the previous page")],
         ("get", "/api/v1/audit") => vec![
             limit,
@@ -30,8 +36,16 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
             q("since", "RFC 3339, inclusive"),
             q("until", "RFC 3339, exclusive"),
         ],
-        ("get", "/api/v1/audit/stats") | ("get", "/audit/operator/stats") => vec![q("since", "RFC 3339, inclusive"), q("until", "RFC 3339, exclusive")],
-        ("get", "/audit/operator") => vec![limit, q("actor", "Repeatable"), q("action", "Repeatable"), q("since", "RFC 3339, inclusive")],
+        ("get", "/api/v1/audit/stats") | ("get", "/audit/operator/stats") => vec![
+            q("since", "RFC 3339, inclusive"),
+            q("until", "RFC 3339, exclusive"),
+        ],
+        ("get", "/audit/operator") => vec![
+            limit,
+            q("actor", "Repeatable"),
+            q("action", "Repeatable"),
+            q("since", "RFC 3339, inclusive"),
+        ],
         _ => Vec::new(),
     }
 }
@@ -50,8 +64,12 @@ pub fn document(server_url: &str) -> Value {
             }
         });
         let success = match (*method, *path) {
-            ("post", "/api/v1/jobs") => json!({"201": {"description": "Created"}, "200": {"description": "The existing job for a reused idempotency key"}}),
-            ("post", "/api/v1/jobs/batch") | ("post", "/api/v1/jobs/{id}/replay") => json!({"201": {"description": "Created"}}),
+            ("post", "/api/v1/jobs") => {
+                json!({"201": {"description": "Created"}, "200": {"description": "The existing job for a reused idempotency key"}})
+            }
+            ("post", "/api/v1/jobs/batch") | ("post", "/api/v1/jobs/{id}/replay") => {
+                json!({"201": {"description": "Created"}})
+            }
             _ => json!({"200": {"description": "OK"}}),
         };
         for (k, v) in success.as_object().expect("object") {
@@ -63,7 +81,11 @@ pub fn document(server_url: &str) -> Value {
         if *scope != "none" {
             op["security"] = json!([{"bearer": scope.split('|').collect::<Vec<_>>()}]);
         }
-        if *method == "post" && path.starts_with("/api/v1/jobs") && !path.ends_with("/cancel") && !path.ends_with("}/replay") {
+        if *method == "post"
+            && path.starts_with("/api/v1/jobs")
+            && !path.ends_with("/cancel")
+            && !path.ends_with("}/replay")
+        {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
         }
         if *path == "/oauth/token" {

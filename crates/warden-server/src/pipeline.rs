@@ -64,9 +64,15 @@ fn draft(caller: &Caller, meta: &RequestMeta, op: &Operation) -> AuditDraft {
     // the scope check, whatever operator warrant the token had, as context.
     let kind = op.scope.warrant().unwrap_or(WarrantKind::Operator);
     let (reason, ticket) = match kind {
-        WarrantKind::Operator => (&caller.warrant.operator_reason, &caller.warrant.operator_ticket),
+        WarrantKind::Operator => (
+            &caller.warrant.operator_reason,
+            &caller.warrant.operator_ticket,
+        ),
         WarrantKind::Quota => (&caller.warrant.quota_reason, &caller.warrant.quota_ticket),
-        WarrantKind::Backfill => (&caller.warrant.backfill_reason, &caller.warrant.backfill_ticket),
+        WarrantKind::Backfill => (
+            &caller.warrant.backfill_reason,
+            &caller.warrant.backfill_ticket,
+        ),
     };
     AuditDraft {
         tenant: caller.tenant.clone(),
@@ -93,10 +99,18 @@ pub struct Authorized<'a> {
 }
 
 /// Steps 3–4: check the scope and the warrant. A refusal is audited before it is returned.
-pub async fn authorize<'a>(state: &'a AppState, caller: &Caller, meta: &RequestMeta, op: Operation) -> Result<Authorized<'a>, ApiError> {
+pub async fn authorize<'a>(
+    state: &'a AppState,
+    caller: &Caller,
+    meta: &RequestMeta,
+    op: Operation,
+) -> Result<Authorized<'a>, ApiError> {
     let mut entry = draft(caller, meta, &op);
     if !caller.scopes.contains(op.scope) {
-        let err = ApiError::new(ReasonCode::ForbiddenScope, format!("this action requires the scope {}", op.scope));
+        let err = ApiError::new(
+            ReasonCode::ForbiddenScope,
+            format!("this action requires the scope {}", op.scope),
+        );
         return Err(reject(state, entry, err).await);
     }
     if let Some(kind) = op.scope.warrant() {
@@ -106,12 +120,21 @@ pub async fn authorize<'a>(state: &'a AppState, caller: &Caller, meta: &RequestM
                 entry.operator_ticket = Some(w.ticket);
             }
             Err(e) => {
-                let err = ApiError::new(e.code, format!("the token's warrant is incomplete: {} is missing, blank or malformed", e.field));
+                let err = ApiError::new(
+                    e.code,
+                    format!(
+                        "the token's warrant is incomplete: {} is missing, blank or malformed",
+                        e.field
+                    ),
+                );
                 return Err(reject(state, entry, err).await);
             }
         }
     }
-    Ok(Authorized { state, draft: entry })
+    Ok(Authorized {
+        state,
+        draft: entry,
+    })
 }
 
 impl Authorized<'_> {
@@ -125,13 +148,17 @@ impl Authorized<'_> {
         let action = self.draft.action.clone();
         match execute(self.draft.clone()).await {
             Ok(value) => {
-                self.state.metrics.count_audit(&action, Outcome::Allowed.as_str());
+                self.state
+                    .metrics
+                    .count_audit(&action, Outcome::Allowed.as_str());
                 Ok(value)
             }
             Err(ActionError::Rejected(err)) => Err(reject(self.state, self.draft, err).await),
             // The action's transaction rolled back. Leave a trace of the attempt; if even
             // that fails, the error is logged with the request id.
-            Err(ActionError::Failed(e)) => Err(reject(self.state, self.draft, ApiError::internal(&e)).await),
+            Err(ActionError::Failed(e)) => {
+                Err(reject(self.state, self.draft, ApiError::internal(&e)).await)
+            }
         }
     }
 
@@ -142,12 +169,21 @@ impl Authorized<'_> {
 }
 
 /// The whole pipeline for an action: [`authorize`], then [`Authorized::execute`].
-pub async fn run<T, F, Fut>(state: &AppState, caller: &Caller, meta: &RequestMeta, op: Operation, execute: F) -> Result<T, ApiError>
+pub async fn run<T, F, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    meta: &RequestMeta,
+    op: Operation,
+    execute: F,
+) -> Result<T, ApiError>
 where
     F: FnOnce(AuditDraft) -> Fut,
     Fut: Future<Output = Result<T, ActionError>>,
 {
-    authorize(state, caller, meta, op).await?.execute(execute).await
+    authorize(state, caller, meta, op)
+        .await?
+        .execute(execute)
+        .await
 }
 
 /// Write the `rejected` entry for an attempt, then answer its error. If the entry cannot
@@ -156,7 +192,9 @@ async fn reject(state: &AppState, entry: AuditDraft, err: ApiError) -> ApiError 
     let action = entry.action.clone();
     match state.store.append_audit(entry.rejected(err.code)).await {
         Ok(_) => {
-            state.metrics.count_audit(&action, Outcome::Rejected.as_str());
+            state
+                .metrics
+                .count_audit(&action, Outcome::Rejected.as_str());
             err
         }
         Err(e) => ApiError::internal(format!("could not audit a rejected {action}: {e}")),

@@ -15,7 +15,10 @@ pub struct RequestId(pub String);
 
 /// Whether a client-supplied id is kept: 1–64 characters of `[A-Za-z0-9._-]`.
 pub fn is_acceptable(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Middleware: assign or keep the request id, render problems, set the header.
@@ -39,11 +42,23 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         None => match response.status() {
             // Axum answered by itself: a known route with another method, or a body limit.
             StatusCode::METHOD_NOT_ALLOWED => Some(if under_audit {
-                ApiError { allow: Some("GET"), ..ApiError::new(ReasonCode::Immutable, "audit entries cannot be modified or deleted") }
+                ApiError {
+                    allow: Some("GET"),
+                    ..ApiError::new(
+                        ReasonCode::Immutable,
+                        "audit entries cannot be modified or deleted",
+                    )
+                }
             } else {
-                ApiError::new(ReasonCode::MethodNotAllowed, "this route does not accept that method")
+                ApiError::new(
+                    ReasonCode::MethodNotAllowed,
+                    "this route does not accept that method",
+                )
             }),
-            StatusCode::PAYLOAD_TOO_LARGE => Some(ApiError::new(ReasonCode::PayloadTooLarge, "request body is over the limit")),
+            StatusCode::PAYLOAD_TOO_LARGE => Some(ApiError::new(
+                ReasonCode::PayloadTooLarge,
+                "request body is over the limit",
+            )),
             _ => None,
         },
     };
@@ -62,7 +77,10 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
             tracing::error!(request_id = %id, code = p.code.as_str(), "request failed");
         }
     }
-    response.headers_mut().insert("x-request-id", HeaderValue::from_str(&id).expect("validated id"));
+    response.headers_mut().insert(
+        "x-request-id",
+        HeaderValue::from_str(&id).expect("validated id"),
+    );
     response
 }
 

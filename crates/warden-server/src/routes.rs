@@ -33,34 +33,137 @@ pub fn require_scope(caller: &Caller, scope: Scope) -> ApiResult<()> {
     if caller.scopes.contains(scope) {
         Ok(())
     } else {
-        Err(ApiError::new(ReasonCode::ForbiddenScope, format!("this route requires the scope {scope}")))
+        Err(ApiError::new(
+            ReasonCode::ForbiddenScope,
+            format!("this route requires the scope {scope}"),
+        ))
     }
 }
 
 /// Every implemented route: (method, path, scope or "none", summary).
 pub const ROUTES: &[(&str, &str, &str, &str)] = &[
-    ("post", "/oauth/token", "none", "Issue a token (client credentials grant, RFC 6749 §4.4)"),
-    ("get", "/.well-known/jwks.json", "none", "The token signing keys (JWKS)"),
-    ("get", "/.well-known/openid-configuration", "none", "The issuer's discovery document"),
-    ("post", "/api/v1/jobs", "orch:work|orch:operate", "Enqueue a job"),
-    ("get", "/api/v1/jobs", "orch:read", "List jobs, newest first"),
-    ("post", "/api/v1/jobs/batch", "orch:work|orch:operate", "Enqueue up to 10,000 jobs atomically"),
-    ("post", "/api/v1/jobs/replay", "orch:operate", "Bulk replay by ids or filter (audited)"),
-    ("get", "/api/v1/jobs/{id}", "orch:read", "A job with its timeline"),
-    ("post", "/api/v1/jobs/{id}/cancel", "orch:operate", "Cancel a job (audited job.cancel)"),
-    ("post", "/api/v1/jobs/{id}/replay", "orch:operate", "Replay a finished job as a new one (audited job.replay)"),
-    ("get", "/api/v1/queues", "orch:read", "List queues with depth by state"),
-    ("get", "/api/v1/queues/{name}", "orch:read", "A queue with its depth by state"),
-    ("post", "/api/v1/queues/{name}/pause", "orch:operate", "Pause leasing from a queue (audited queue.pause)"),
-    ("post", "/api/v1/queues/{name}/resume", "orch:operate", "Resume a paused queue (audited queue.resume)"),
-    ("get", "/api/v1/audit", "orch:read", "List audit entries, newest first"),
-    ("get", "/api/v1/audit/stats", "orch:read", "Audit counts by action, outcome and actor"),
-    ("get", "/api/v1/audit/{id}", "orch:read", "One audit entry with its seq and leaf hash"),
-    ("get", "/audit/operator", "orch:read", "Deprecated alias of GET /api/v1/audit"),
-    ("get", "/audit/operator/stats", "orch:read", "Deprecated alias of GET /api/v1/audit/stats"),
+    (
+        "post",
+        "/oauth/token",
+        "none",
+        "Issue a token (client credentials grant, RFC 6749 §4.4)",
+    ),
+    (
+        "get",
+        "/.well-known/jwks.json",
+        "none",
+        "The token signing keys (JWKS)",
+    ),
+    (
+        "get",
+        "/.well-known/openid-configuration",
+        "none",
+        "The issuer's discovery document",
+    ),
+    (
+        "post",
+        "/api/v1/jobs",
+        "orch:work|orch:operate",
+        "Enqueue a job",
+    ),
+    (
+        "get",
+        "/api/v1/jobs",
+        "orch:read",
+        "List jobs, newest first",
+    ),
+    (
+        "post",
+        "/api/v1/jobs/batch",
+        "orch:work|orch:operate",
+        "Enqueue up to 10,000 jobs atomically",
+    ),
+    (
+        "post",
+        "/api/v1/jobs/replay",
+        "orch:operate",
+        "Bulk replay by ids or filter (audited)",
+    ),
+    (
+        "get",
+        "/api/v1/jobs/{id}",
+        "orch:read",
+        "A job with its timeline",
+    ),
+    (
+        "post",
+        "/api/v1/jobs/{id}/cancel",
+        "orch:operate",
+        "Cancel a job (audited job.cancel)",
+    ),
+    (
+        "post",
+        "/api/v1/jobs/{id}/replay",
+        "orch:operate",
+        "Replay a finished job as a new one (audited job.replay)",
+    ),
+    (
+        "get",
+        "/api/v1/queues",
+        "orch:read",
+        "List queues with depth by state",
+    ),
+    (
+        "get",
+        "/api/v1/queues/{name}",
+        "orch:read",
+        "A queue with its depth by state",
+    ),
+    (
+        "post",
+        "/api/v1/queues/{name}/pause",
+        "orch:operate",
+        "Pause leasing from a queue (audited queue.pause)",
+    ),
+    (
+        "post",
+        "/api/v1/queues/{name}/resume",
+        "orch:operate",
+        "Resume a paused queue (audited queue.resume)",
+    ),
+    (
+        "get",
+        "/api/v1/audit",
+        "orch:read",
+        "List audit entries, newest first",
+    ),
+    (
+        "get",
+        "/api/v1/audit/stats",
+        "orch:read",
+        "Audit counts by action, outcome and actor",
+    ),
+    (
+        "get",
+        "/api/v1/audit/{id}",
+        "orch:read",
+        "One audit entry with its seq and leaf hash",
+    ),
+    (
+        "get",
+        "/audit/operator",
+        "orch:read",
+        "Deprecated alias of GET /api/v1/audit",
+    ),
+    (
+        "get",
+        "/audit/operator/stats",
+        "orch:read",
+        "Deprecated alias of GET /api/v1/audit/stats",
+    ),
     ("get", "/api/v1/openapi.json", "none", "This document"),
     ("get", "/healthz", "none", "The process is up"),
-    ("get", "/readyz", "none", "The store is reachable and migrated"),
+    (
+        "get",
+        "/readyz",
+        "none",
+        "The store is reachable and migrated",
+    ),
     ("get", "/metrics", "none", "Prometheus metrics"),
 ];
 
@@ -70,10 +173,19 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/oauth/token", post(oauth::token))
         .route("/.well-known/jwks.json", get(oauth::jwks))
-        .route("/.well-known/openid-configuration", get(oauth::openid_configuration))
+        .route(
+            "/.well-known/openid-configuration",
+            get(oauth::openid_configuration),
+        )
         .route("/api/v1/jobs", post(jobs::enqueue).get(jobs::list))
-        .route("/api/v1/jobs/batch", post(jobs::enqueue_batch).layer(bulk_limit))
-        .route("/api/v1/jobs/replay", post(jobs::bulk_replay).layer(bulk_limit))
+        .route(
+            "/api/v1/jobs/batch",
+            post(jobs::enqueue_batch).layer(bulk_limit),
+        )
+        .route(
+            "/api/v1/jobs/replay",
+            post(jobs::bulk_replay).layer(bulk_limit),
+        )
         .route("/api/v1/jobs/{id}", get(jobs::show))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/replay", post(jobs::replay))
@@ -82,9 +194,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queues/{name}/pause", post(queues::pause))
         .route("/api/v1/queues/{name}/resume", post(queues::resume))
         .route("/api/v1/audit", get(audit::list).fallback(audit::immutable))
-        .route("/api/v1/audit/stats", get(audit::stats).fallback(audit::immutable))
-        .route("/api/v1/audit/{id}", get(audit::show).fallback(audit::immutable))
-        .route("/api/v1/audit/{id}/{*rest}", get(ops::unknown_route).fallback(audit::immutable))
+        .route(
+            "/api/v1/audit/stats",
+            get(audit::stats).fallback(audit::immutable),
+        )
+        .route(
+            "/api/v1/audit/{id}",
+            get(audit::show).fallback(audit::immutable),
+        )
+        .route(
+            "/api/v1/audit/{id}/{*rest}",
+            get(ops::unknown_route).fallback(audit::immutable),
+        )
         .route("/audit/operator", get(audit::legacy_list))
         .route("/audit/operator/stats", get(audit::legacy_stats))
         .route("/api/v1/openapi.json", get(ops::openapi))
@@ -93,7 +214,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .fallback(ops::unknown_route)
         .layer(DefaultBodyLimit::max(state.config.http.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::middleware,
+        ))
         .layer(axum::middleware::from_fn(crate::request_id::middleware))
         .with_state(state)
 }

@@ -251,6 +251,15 @@ impl Store {
         Ok(entries.remove(0))
     }
 
+    /// Append many entries of one tenant in one transaction (imports and benchmark seeding;
+    /// operator actions append inside their own transactions instead).
+    pub async fn append_audit_batch(&self, drafts: Vec<AuditDraft>) -> StoreResult<Vec<AuditEntry>> {
+        let mut tx = self.begin_write().await?;
+        let entries = append_in_tx(&mut tx, drafts, Timestamp::now()).await?;
+        tx.commit().await?;
+        Ok(entries)
+    }
+
     /// Entries newest first, after the keyset `cursor` (a `seq`), at most `limit`.
     /// Returns the page and whether more follow.
     pub async fn list_audit(

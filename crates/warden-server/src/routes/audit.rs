@@ -30,7 +30,10 @@ pub struct EntryView {
 
 impl From<StoredEntry> for EntryView {
     fn from(s: StoredEntry) -> Self {
-        Self { entry: s.entry, leaf_hash: base64::engine::general_purpose::STANDARD.encode(s.leaf_hash) }
+        Self {
+            entry: s.entry,
+            leaf_hash: base64::engine::general_purpose::STANDARD.encode(s.leaf_hash),
+        }
     }
 }
 
@@ -44,49 +47,101 @@ fn filter(q: &QueryParams) -> ApiResult<AuditFilter> {
         actions: q.all("action"),
         target: q.one("target")?.map(str::to_owned),
         ticket: q.one("ticket")?.map(str::to_owned),
-        outcome: q.parsed("outcome", |s| Outcome::parse(s).ok_or("must be allowed or rejected"))?,
+        outcome: q.parsed("outcome", |s| {
+            Outcome::parse(s).ok_or("must be allowed or rejected")
+        })?,
         since: parse_time("since", q)?,
         until: parse_time("until", q)?,
     })
 }
 
-const LIST_PARAMS: &[&str] = &["limit", "cursor", "actor", "action", "target", "ticket", "outcome", "since", "until"];
+const LIST_PARAMS: &[&str] = &[
+    "limit", "cursor", "actor", "action", "target", "ticket", "outcome", "since", "until",
+];
 
-async fn list_page(state: &AppState, caller: &Caller, q: &QueryParams) -> ApiResult<Page<EntryView>> {
+async fn list_page(
+    state: &AppState,
+    caller: &Caller,
+    q: &QueryParams,
+) -> ApiResult<Page<EntryView>> {
     let f = filter(q)?;
     let limit = q.limit(100, 1000)?;
-    let cursor = q.parsed("cursor", |s| s.parse::<u64>().map_err(|_| "not a cursor from this list"))?;
-    let (items, more) = state.store.list_audit(&caller.tenant, &f, cursor, limit).await?;
-    let next_cursor = if more { items.last().map(|e| e.entry.seq.to_string()) } else { None };
-    Ok(Page { items: items.into_iter().map(EntryView::from).collect(), next_cursor })
+    let cursor = q.parsed("cursor", |s| {
+        s.parse::<u64>().map_err(|_| "not a cursor from this list")
+    })?;
+    let (items, more) = state
+        .store
+        .list_audit(&caller.tenant, &f, cursor, limit)
+        .await?;
+    let next_cursor = if more {
+        items.last().map(|e| e.entry.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Page {
+        items: items.into_iter().map(EntryView::from).collect(),
+        next_cursor,
+    })
 }
 
 /// `GET /api/v1/audit` — newest first, keyset cursor on `seq`.
-pub async fn list(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> ApiResult<Json<Page<EntryView>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<EntryView>>> {
     require_scope(&caller, Scope::Read)?;
     let q = QueryParams::parse(raw.as_deref(), LIST_PARAMS)?;
     Ok(Json(list_page(&state, &caller, &q).await?))
 }
 
 /// `GET /api/v1/audit/{id}`.
-pub async fn show(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult<Json<EntryView>> {
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<EntryView>> {
     require_scope(&caller, Scope::Read)?;
-    let unknown = || ApiError::new(ReasonCode::UnknownAuditId, format!("no audit entry {raw} in this tenant"));
+    let unknown = || {
+        ApiError::new(
+            ReasonCode::UnknownAuditId,
+            format!("no audit entry {raw} in this tenant"),
+        )
+    };
     let id = AuditId::parse(&raw).map_err(|_| unknown())?;
-    state.store.get_audit(&caller.tenant, id).await?.map(|e| Json(e.into())).ok_or_else(unknown)
+    state
+        .store
+        .get_audit(&caller.tenant, id)
+        .await?
+        .map(|e| Json(e.into()))
+        .ok_or_else(unknown)
 }
 
 /// `GET /api/v1/audit/stats`.
-pub async fn stats(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> ApiResult<Json<AuditStats>> {
+pub async fn stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<AuditStats>> {
     require_scope(&caller, Scope::Read)?;
     let q = QueryParams::parse(raw.as_deref(), &["since", "until"])?;
-    let f = AuditFilter { since: parse_time("since", &q)?, until: parse_time("until", &q)?, ..AuditFilter::default() };
+    let f = AuditFilter {
+        since: parse_time("since", &q)?,
+        until: parse_time("until", &q)?,
+        ..AuditFilter::default()
+    };
     Ok(Json(state.store.audit_stats(&caller.tenant, &f).await?))
 }
 
 /// Any write under `/api/v1/audit`.
 pub async fn immutable() -> ApiError {
-    ApiError { allow: Some("GET"), ..ApiError::new(ReasonCode::Immutable, "audit entries cannot be modified or deleted") }
+    ApiError {
+        allow: Some("GET"),
+        ..ApiError::new(
+            ReasonCode::Immutable,
+            "audit entries cannot be modified or deleted",
+        )
+    }
 }
 
 /// When the legacy aliases were deprecated (2026-01-01T00:00:00Z) and when they go away.
@@ -102,7 +157,11 @@ fn deprecated(mut response: Response, successor: &'static str) -> Response {
 }
 
 /// `GET /audit/operator` — legacy alias of the list: `{items}`.
-pub async fn legacy_list(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Response {
+pub async fn legacy_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let result = async {
         require_scope(&caller, Scope::Read)?;
         let q = QueryParams::parse(raw.as_deref(), &["limit", "actor", "action", "since"])?;
@@ -110,11 +169,23 @@ pub async fn legacy_list(State(state): State<AppState>, caller: Caller, RawQuery
         Ok::<_, ApiError>(Json(serde_json::json!({"items": page.items})).into_response())
     }
     .await;
-    deprecated(result.unwrap_or_else(IntoResponse::into_response), "</api/v1/audit>; rel=\"successor-version\"")
+    deprecated(
+        result.unwrap_or_else(IntoResponse::into_response),
+        "</api/v1/audit>; rel=\"successor-version\"",
+    )
 }
 
 /// `GET /audit/operator/stats` — legacy alias of the stats.
-pub async fn legacy_stats(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> Response {
-    let result = stats(State(state), caller, RawQuery(raw)).await.map(IntoResponse::into_response);
-    deprecated(result.unwrap_or_else(IntoResponse::into_response), "</api/v1/audit/stats>; rel=\"successor-version\"")
+pub async fn legacy_stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let result = stats(State(state), caller, RawQuery(raw))
+        .await
+        .map(IntoResponse::into_response);
+    deprecated(
+        result.unwrap_or_else(IntoResponse::into_response),
+        "</api/v1/audit/stats>; rel=\"successor-version\"",
+    )
 }

@@ -1,14 +1,16 @@
 //! `/api/v1/jobs`: enqueue (single and batch), list, show, and the operator actions cancel,
 //! replay and bulk replay.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use warden_core::audit::Target;
-use warden_core::jobs::{DEFAULT_MAX_ATTEMPTS, FieldError, Job, JobState, MAX_BATCH, MAX_MAX_ATTEMPTS, NewJob};
+use warden_core::jobs::{
+    DEFAULT_MAX_ATTEMPTS, FieldError, Job, JobState, MAX_BATCH, MAX_MAX_ATTEMPTS, NewJob,
+};
 use warden_core::names::{IdempotencyKey, JobId, JobType, QueueName};
 use warden_core::reason::ReasonCode;
 use warden_core::scopes::Scope;
@@ -46,7 +48,9 @@ pub struct EnqueueBody {
 impl EnqueueBody {
     /// Validate into a [`NewJob`], collecting every field error under `prefix`.
     fn into_new_job(self, prefix: &str, errors: &mut Vec<FieldError>) -> Option<NewJob> {
-        let mut err = |field: &str, message: String| errors.push(FieldError::new(format!("{prefix}{field}"), message));
+        let mut err = |field: &str, message: String| {
+            errors.push(FieldError::new(format!("{prefix}{field}"), message))
+        };
         let (id, client_chosen_id) = match &self.id {
             Some(s) => match JobId::parse_new(s) {
                 Ok(id) => (Some(id), true),
@@ -57,8 +61,12 @@ impl EnqueueBody {
             },
             None => (Some(JobId::new()), false),
         };
-        let queue = QueueName::parse(&self.queue).map_err(|e| err("queue", e.message)).ok();
-        let job_type = JobType::parse(&self.job_type).map_err(|e| err("type", e.message)).ok();
+        let queue = QueueName::parse(&self.queue)
+            .map_err(|e| err("queue", e.message))
+            .ok();
+        let job_type = JobType::parse(&self.job_type)
+            .map_err(|e| err("type", e.message))
+            .ok();
         let priority = match self.priority.unwrap_or(0) {
             p if (i32::MIN as i64..=i32::MAX as i64).contains(&p) => Some(p as i32),
             _ => {
@@ -68,18 +76,27 @@ impl EnqueueBody {
         };
         let run_at = match &self.run_at {
             None => Some(None),
-            Some(s) => Timestamp::parse_rfc3339(s).map(Some).map_err(|e| err("run_at", e.to_string())).ok(),
+            Some(s) => Timestamp::parse_rfc3339(s)
+                .map(Some)
+                .map_err(|e| err("run_at", e.to_string()))
+                .ok(),
         };
         let max_attempts = match self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS as i64) {
             n if (1..=MAX_MAX_ATTEMPTS as i64).contains(&n) => Some(n as u32),
             _ => {
-                err("max_attempts", format!("must be from 1 to {MAX_MAX_ATTEMPTS}"));
+                err(
+                    "max_attempts",
+                    format!("must be from 1 to {MAX_MAX_ATTEMPTS}"),
+                );
                 None
             }
         };
         let idempotency_key = match &self.idempotency_key {
             None => Some(None),
-            Some(k) => IdempotencyKey::parse(k).map(Some).map_err(|e| err("idempotency_key", e.message)).ok(),
+            Some(k) => IdempotencyKey::parse(k)
+                .map(Some)
+                .map_err(|e| err("idempotency_key", e.message))
+                .ok(),
         };
         let mut depends_on = Vec::new();
         for (i, d) in self.depends_on.iter().flatten().enumerate() {
@@ -111,20 +128,34 @@ fn require_enqueue_scope(caller: &Caller) -> ApiResult<()> {
     if caller.scopes.contains(Scope::Work) || caller.scopes.contains(Scope::Operate) {
         Ok(())
     } else {
-        Err(ApiError::new(ReasonCode::ForbiddenScope, "enqueueing requires orch:work or orch:operate"))
+        Err(ApiError::new(
+            ReasonCode::ForbiddenScope,
+            "enqueueing requires orch:work or orch:operate",
+        ))
     }
 }
 
 /// `POST /api/v1/jobs`.
-pub async fn enqueue(State(state): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn enqueue(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     require_enqueue_scope(&caller)?;
     let req: EnqueueBody = json_body(&headers, &body)?;
     let mut errors = Vec::new();
     let job = req.into_new_job("", &mut errors);
-    let Some(job) = job.filter(|_| errors.is_empty()) else { return Err(ApiError::fields(errors)) };
+    let Some(job) = job.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::fields(errors));
+    };
     let mut done = state.store.enqueue(&caller.tenant, vec![job]).await?;
     let e = done.remove(0);
-    let status = if e.created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if e.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(e.job)).into_response())
 }
 
@@ -135,14 +166,27 @@ struct BatchBody {
 }
 
 /// `POST /api/v1/jobs/batch`: up to 10,000 jobs, all or nothing.
-pub async fn enqueue_batch(State(state): State<AppState>, caller: Caller, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn enqueue_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     require_enqueue_scope(&caller)?;
     let req: BatchBody = json_body(&headers, &body)?;
     if req.jobs.is_empty() || req.jobs.len() > MAX_BATCH {
-        return Err(ApiError::field("jobs", format!("must hold 1 to {MAX_BATCH} jobs")));
+        return Err(ApiError::field(
+            "jobs",
+            format!("must hold 1 to {MAX_BATCH} jobs"),
+        ));
     }
     let mut errors = Vec::new();
-    let jobs: Vec<Option<NewJob>> = req.jobs.into_iter().enumerate().map(|(i, j)| j.into_new_job(&format!("jobs[{i}]."), &mut errors)).collect();
+    let jobs: Vec<Option<NewJob>> = req
+        .jobs
+        .into_iter()
+        .enumerate()
+        .map(|(i, j)| j.into_new_job(&format!("jobs[{i}]."), &mut errors))
+        .collect();
     if !errors.is_empty() {
         return Err(ApiError::fields(errors));
     }
@@ -163,48 +207,112 @@ fn job_filter(q: &QueryParams) -> ApiResult<JobFilter> {
 }
 
 /// `GET /api/v1/jobs`.
-pub async fn list(State(state): State<AppState>, caller: Caller, RawQuery(raw): RawQuery) -> ApiResult<Json<Page<Job>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Page<Job>>> {
     require_scope(&caller, Scope::Read)?;
-    let q = QueryParams::parse(raw.as_deref(), &["queue", "state", "type", "limit", "cursor"])?;
+    let q = QueryParams::parse(
+        raw.as_deref(),
+        &["queue", "state", "type", "limit", "cursor"],
+    )?;
     let filter = job_filter(&q)?;
     let limit = q.limit(100, 1000)?;
-    let cursor = q.parsed("cursor", |s| JobId::parse(s).map_err(|_| "not a cursor from this list"))?;
-    let (items, more) = state.store.list_jobs(&caller.tenant, &filter, cursor, limit).await?;
-    let next_cursor = if more { items.last().map(|j| j.id.to_string()) } else { None };
+    let cursor = q.parsed("cursor", |s| {
+        JobId::parse(s).map_err(|_| "not a cursor from this list")
+    })?;
+    let (items, more) = state
+        .store
+        .list_jobs(&caller.tenant, &filter, cursor, limit)
+        .await?;
+    let next_cursor = if more {
+        items.last().map(|j| j.id.to_string())
+    } else {
+        None
+    };
     Ok(Json(Page { items, next_cursor }))
 }
 
 fn unknown_job(raw: &str) -> ApiError {
-    ApiError::new(ReasonCode::UnknownJobId, format!("no job {raw} in this tenant"))
+    ApiError::new(
+        ReasonCode::UnknownJobId,
+        format!("no job {raw} in this tenant"),
+    )
 }
 
 /// `GET /api/v1/jobs/{id}`.
-pub async fn show(State(state): State<AppState>, caller: Caller, Path(raw): Path<String>) -> ApiResult<Json<Job>> {
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Job>> {
     require_scope(&caller, Scope::Read)?;
     let id = JobId::parse(&raw).map_err(|_| unknown_job(&raw))?;
-    state.store.get_job(&caller.tenant, id).await?.map(Json).ok_or_else(|| unknown_job(&raw))
+    state
+        .store
+        .get_job(&caller.tenant, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| unknown_job(&raw))
 }
 
 fn job_op(action: &'static str, raw: &str) -> Operation {
-    Operation { action, scope: Scope::Operate, target: Some(Target::new("job", raw)) }
+    Operation {
+        action,
+        scope: Scope::Operate,
+        target: Some(Target::new("job", raw)),
+    }
 }
 
 /// `POST /api/v1/jobs/{id}/cancel` — audited `job.cancel`.
-pub async fn cancel(State(state): State<AppState>, caller: Caller, meta: RequestMeta, Path(raw): Path<String>) -> ApiResult<Json<Job>> {
-    let job = pipeline::run(&state, &caller, &meta, job_op("job.cancel", &raw), |draft| async {
-        let id = JobId::parse(&raw).map_err(|_| unknown_job(&raw))?;
-        Ok::<_, ActionError>(state.store.cancel_job_audited(&caller.tenant, id, draft).await?)
-    })
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Job>> {
+    let job = pipeline::run(
+        &state,
+        &caller,
+        &meta,
+        job_op("job.cancel", &raw),
+        |draft| async {
+            let id = JobId::parse(&raw).map_err(|_| unknown_job(&raw))?;
+            Ok::<_, ActionError>(
+                state
+                    .store
+                    .cancel_job_audited(&caller.tenant, id, draft)
+                    .await?,
+            )
+        },
+    )
     .await?;
     Ok(Json(job))
 }
 
 /// `POST /api/v1/jobs/{id}/replay` — audited `job.replay`; answers 201 with the new job.
-pub async fn replay(State(state): State<AppState>, caller: Caller, meta: RequestMeta, Path(raw): Path<String>) -> ApiResult<Response> {
-    let job = pipeline::run(&state, &caller, &meta, job_op("job.replay", &raw), |draft| async {
-        let id = JobId::parse(&raw).map_err(|_| unknown_job(&raw))?;
-        Ok::<_, ActionError>(state.store.replay_job_audited(&caller.tenant, id, draft).await?)
-    })
+pub async fn replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    Path(raw): Path<String>,
+) -> ApiResult<Response> {
+    let job = pipeline::run(
+        &state,
+        &caller,
+        &meta,
+        job_op("job.replay", &raw),
+        |draft| async {
+            let id = JobId::parse(&raw).map_err(|_| unknown_job(&raw))?;
+            Ok::<_, ActionError>(
+                state
+                    .store
+                    .replay_job_audited(&caller.tenant, id, draft)
+                    .await?,
+            )
+        },
+    )
     .await?;
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
@@ -234,7 +342,9 @@ impl BulkFilter {
         let mut errors = Vec::new();
         let mut f = JobFilter::default();
         if let Some(q) = self.queue {
-            f.queue = QueueName::parse(&q).map_err(|e| errors.push(FieldError::new("filter.queue", e.message))).ok();
+            f.queue = QueueName::parse(&q)
+                .map_err(|e| errors.push(FieldError::new("filter.queue", e.message)))
+                .ok();
         }
         if let Some(s) = self.state {
             f.state = JobState::parse(&s).or_else(|| {
@@ -243,14 +353,25 @@ impl BulkFilter {
             });
         }
         if let Some(t) = self.job_type {
-            f.job_type = JobType::parse(&t).map_err(|e| errors.push(FieldError::new("filter.type", e.message))).ok();
+            f.job_type = JobType::parse(&t)
+                .map_err(|e| errors.push(FieldError::new("filter.type", e.message)))
+                .ok();
         }
-        for (name, value, slot) in [("filter.since", self.since, &mut f.since), ("filter.until", self.until, &mut f.until)] {
+        for (name, value, slot) in [
+            ("filter.since", self.since, &mut f.since),
+            ("filter.until", self.until, &mut f.until),
+        ] {
             if let Some(v) = value {
-                *slot = Timestamp::parse_rfc3339(&v).map_err(|e| errors.push(FieldError::new(name, e.to_string()))).ok();
+                *slot = Timestamp::parse_rfc3339(&v)
+                    .map_err(|e| errors.push(FieldError::new(name, e.to_string())))
+                    .ok();
             }
         }
-        if errors.is_empty() { Ok(f) } else { Err(ApiError::fields(errors)) }
+        if errors.is_empty() {
+            Ok(f)
+        } else {
+            Err(ApiError::fields(errors))
+        }
     }
 }
 
@@ -270,9 +391,19 @@ struct Skipped {
 /// evaluated once, when the request arrives. Each replay commits with its own entry (in
 /// chunks of 1,000), then one `job.bulk_replay` summary entry records the counts and the
 /// skipped ids. A dry run answers `{count, ids}` and changes nothing.
-pub async fn bulk_replay(State(state): State<AppState>, caller: Caller, meta: RequestMeta, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn bulk_replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let bulk_id = uuid::Uuid::now_v7().to_string();
-    let op = Operation { action: "job.bulk_replay", scope: Scope::Operate, target: Some(Target::new("bulk", bulk_id.clone())) };
+    let op = Operation {
+        action: "job.bulk_replay",
+        scope: Scope::Operate,
+        target: Some(Target::new("bulk", bulk_id.clone())),
+    };
     // Dry runs pass the scope and warrant checks too (refusals are audited), but a dry run
     // that succeeds changes nothing and writes no entry.
     let authorized = pipeline::authorize(&state, &caller, &meta, op).await?;
@@ -313,12 +444,20 @@ pub async fn bulk_replay(State(state): State<AppState>, caller: Caller, meta: Re
 
 /// Validate a bulk replay request into the ids it covers (a filter is evaluated once,
 /// now), the ids that did not parse, and whether it is a dry run.
-async fn select_bulk(state: &AppState, caller: &Caller, headers: &HeaderMap, body: &[u8]) -> ApiResult<(Vec<JobId>, Vec<Skipped>, bool)> {
+async fn select_bulk(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<(Vec<JobId>, Vec<Skipped>, bool)> {
     let req: BulkReplayBody = json_body(headers, body)?;
     let (ids, skipped) = match (req.ids, req.filter) {
         (Some(ids), None) => {
             if ids.is_empty() || ids.len() > MAX_BULK_REPLAY {
-                return Err(ApiError::field("ids", format!("must hold 1 to {MAX_BULK_REPLAY} ids")));
+                return Err(ApiError::field(
+                    "ids",
+                    format!("must hold 1 to {MAX_BULK_REPLAY} ids"),
+                ));
             }
             let mut parsed = Vec::with_capacity(ids.len());
             let mut skipped = Vec::new();
@@ -327,7 +466,10 @@ async fn select_bulk(state: &AppState, caller: &Caller, headers: &HeaderMap, bod
                 match JobId::parse(&raw) {
                     Ok(id) if seen.insert(id) => parsed.push(id),
                     Ok(_) => {}
-                    Err(_) => skipped.push(Skipped { id: raw, code: ReasonCode::UnknownJobId }),
+                    Err(_) => skipped.push(Skipped {
+                        id: raw,
+                        code: ReasonCode::UnknownJobId,
+                    }),
                 }
             }
             (parsed, skipped)
@@ -336,9 +478,15 @@ async fn select_bulk(state: &AppState, caller: &Caller, headers: &HeaderMap, bod
             let filter = filter.parse()?;
             // The snapshot: jobs arriving later (including the replays this request
             // creates) are never touched.
-            let ids = state.store.snapshot_job_ids(&caller.tenant, &filter, MAX_BULK_REPLAY as u32 + 1).await?;
+            let ids = state
+                .store
+                .snapshot_job_ids(&caller.tenant, &filter, MAX_BULK_REPLAY as u32 + 1)
+                .await?;
             if ids.len() > MAX_BULK_REPLAY {
-                return Err(ApiError::field("filter", format!("matches more than {MAX_BULK_REPLAY} jobs; narrow it")));
+                return Err(ApiError::field(
+                    "filter",
+                    format!("matches more than {MAX_BULK_REPLAY} jobs; narrow it"),
+                ));
             }
             (ids, Vec::new())
         }

@@ -28,7 +28,13 @@ struct OAuthError {
 
 impl OAuthError {
     fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self { status, error, description: description.into(), retry_after: None, basic_challenge: false }
+        Self {
+            status,
+            error,
+            description: description.into(),
+            retry_after: None,
+            basic_challenge: false,
+        }
     }
 }
 
@@ -38,10 +44,14 @@ impl IntoResponse for OAuthError {
         let mut r = (self.status, Json(body)).into_response();
         no_store(r.headers_mut());
         if let Some(s) = self.retry_after {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         if self.basic_challenge {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"warden\""));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"warden\""),
+            );
         }
         r
     }
@@ -54,12 +64,25 @@ fn no_store(h: &mut HeaderMap) {
 
 /// Client credentials from HTTP Basic (RFC 6749 §2.3.1: form-urlencoded, then base64) or
 /// the form. Returns (client_id, secret, whether Basic was used).
-fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Option<(String, String, bool)> {
-    if let Some(basic) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")) {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &[(String, String)],
+) -> Option<(String, String, bool)> {
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (id, secret) = text.split_once(':')?;
-        let unescape = |s: &str| form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+        let unescape = |s: &str| {
+            form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+        };
         return Some((unescape(id)?, unescape(secret)?, true));
     }
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -67,18 +90,40 @@ fn client_credentials(headers: &HeaderMap, form: &[(String, String)]) -> Option<
 }
 
 /// `POST /oauth/token`.
-pub async fn token(State(state): State<AppState>, meta: RequestMeta, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn token(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match issue(&state, &meta, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn issue(state: &AppState, meta: &RequestMeta, headers: &HeaderMap, body: &[u8]) -> Result<Response, OAuthError> {
+async fn issue(
+    state: &AppState,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
     let bad = |d: &str| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_request", d);
     let limit = state.config.auth.max_failed_client_auth_per_minute;
-    if let Some(wait) = state.authority.client_auth_retry_after(meta.source_ip, limit) {
-        return Err(OAuthError { retry_after: Some(wait), ..OAuthError::new(StatusCode::TOO_MANY_REQUESTS, "invalid_client", format!("too many failed client authentications from this address; retry in {wait} s")) });
+    if let Some(wait) = state
+        .authority
+        .client_auth_retry_after(meta.source_ip, limit)
+    {
+        return Err(OAuthError {
+            retry_after: Some(wait),
+            ..OAuthError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_client",
+                format!(
+                    "too many failed client authentications from this address; retry in {wait} s"
+                ),
+            )
+        });
     }
     let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
     for (k, _) in &form {
@@ -93,29 +138,62 @@ async fn issue(state: &AppState, meta: &RequestMeta, headers: &HeaderMap, body: 
         state.authority.note_failed_client_auth(meta.source_ip);
         state.authority.note_auth_failure(meta.source_ip, reason);
         state.metrics.count_auth_failure(reason);
-        OAuthError { basic_challenge: basic, ..OAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed") }
+        OAuthError {
+            basic_challenge: basic,
+            ..OAuthError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            )
+        }
     };
     let Some((client_id, secret, basic)) = client_credentials(headers, &form) else {
-        return Err(fail_client("invalid_client", headers.contains_key(header::AUTHORIZATION)));
+        return Err(fail_client(
+            "invalid_client",
+            headers.contains_key(header::AUTHORIZATION),
+        ));
     };
     let client = match ClientId::parse(&client_id) {
-        Ok(id) => state.store.get_client(id).await.map_err(|e| OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", internal(e)))?,
+        Ok(id) => state.store.get_client(id).await.map_err(|e| {
+            OAuthError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                internal(e),
+            )
+        })?,
         Err(_) => None,
     };
     let client = match client {
-        Some(c) if c.revoked_at.is_none() && SecretDigest::from_bytes(c.secret_digest).matches(&secret) => c,
+        Some(c)
+            if c.revoked_at.is_none()
+                && SecretDigest::from_bytes(c.secret_digest).matches(&secret) =>
+        {
+            c
+        }
         _ => return Err(fail_client("invalid_client", basic)),
     };
 
     match field("grant_type") {
         Some("client_credentials") => {}
-        Some(_) => return Err(OAuthError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only client_credentials is supported")),
+        Some(_) => {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            ));
+        }
         None => return Err(bad("grant_type is required")),
     }
     let allowed = scopes_allowed_by(&client.roles);
     let scopes = match field("scope") {
         None | Some("") => ScopeSet::from_scopes(allowed.iter().filter(|s| !s.is_elevated())),
-        Some(s) => ScopeSet::parse(s).map_err(|unknown| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", format!("unknown scope {unknown}")))?,
+        Some(s) => ScopeSet::parse(s).map_err(|unknown| {
+            OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                format!("unknown scope {unknown}"),
+            )
+        })?,
     };
     let warrant = WarrantClaims {
         operator_reason: field("operator_reason").map(str::to_owned),
@@ -129,7 +207,11 @@ async fn issue(state: &AppState, meta: &RequestMeta, headers: &HeaderMap, body: 
     let first_warrant = scopes.iter().find_map(|s| s.warrant());
     let actor = Actor::client(client.name.as_str());
     let jti = uuid::Uuid::now_v7().to_string();
-    let entry = |outcome: Outcome, code: Option<ReasonCode>, reason: Option<String>, ticket: Option<String>, metadata: serde_json::Value| AuditDraft {
+    let entry = |outcome: Outcome,
+                 code: Option<ReasonCode>,
+                 reason: Option<String>,
+                 ticket: Option<String>,
+                 metadata: serde_json::Value| AuditDraft {
         tenant: client.tenant.clone(),
         actor: actor.clone(),
         action: "token.issue".into(),
@@ -146,20 +228,36 @@ async fn issue(state: &AppState, meta: &RequestMeta, headers: &HeaderMap, body: 
     };
     let raw_pair = |kind: Option<WarrantKind>| match kind {
         Some(WarrantKind::Quota) => (warrant.quota_reason.clone(), warrant.quota_ticket.clone()),
-        Some(WarrantKind::Backfill) => (warrant.backfill_reason.clone(), warrant.backfill_ticket.clone()),
-        _ => (warrant.operator_reason.clone(), warrant.operator_ticket.clone()),
+        Some(WarrantKind::Backfill) => (
+            warrant.backfill_reason.clone(),
+            warrant.backfill_ticket.clone(),
+        ),
+        _ => (
+            warrant.operator_reason.clone(),
+            warrant.operator_ticket.clone(),
+        ),
     };
     // A refused request for an elevated token, from an authenticated client, is audited.
     let requested = scopes.to_string();
     let refuse = |err: OAuthError, code: ReasonCode| {
         let draft = elevated.then(|| {
             let (r, t) = raw_pair(first_warrant);
-            entry(Outcome::Rejected, Some(code), r, t, serde_json::json!({"requested_scope": requested}))
+            entry(
+                Outcome::Rejected,
+                Some(code),
+                r,
+                t,
+                serde_json::json!({"requested_scope": requested}),
+            )
         });
         async move {
             if let Some(draft) = draft {
                 if let Err(e) = state.store.append_audit(draft).await {
-                    return OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", internal(e));
+                    return OAuthError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        internal(e),
+                    );
                 }
                 state.metrics.count_audit("token.issue", "rejected");
             }
@@ -168,7 +266,11 @@ async fn issue(state: &AppState, meta: &RequestMeta, headers: &HeaderMap, body: 
     };
 
     if let Some(beyond) = scopes.iter().find(|s| !allowed.contains(*s)) {
-        let err = OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", format!("scope {beyond} is beyond this client's roles"));
+        let err = OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            format!("scope {beyond} is beyond this client's roles"),
+        );
         return Err(refuse(err, ReasonCode::ForbiddenScope).await);
     }
     let mut checked = Vec::new();
@@ -177,7 +279,11 @@ async fn issue(state: &AppState, meta: &RequestMeta, headers: &HeaderMap, body: 
             match warrant.require(kind, &state.tickets) {
                 Ok(w) => checked.push((kind, w)),
                 Err(e) => {
-                    let what = if e.code == ReasonCode::InvalidTicketFormat { "does not match the ticket pattern" } else { "is required for this scope and must not be blank" };
+                    let what = if e.code == ReasonCode::InvalidTicketFormat {
+                        "does not match the ticket pattern"
+                    } else {
+                        "is required for this scope and must not be blank"
+                    };
                     let err = bad(&format!("{} {what} ({scope})", e.field));
                     return Err(refuse(err, e.code).await);
                 }
@@ -186,7 +292,11 @@ async fn issue(state: &AppState, meta: &RequestMeta, headers: &HeaderMap, body: 
     }
 
     let now = Timestamp::now().as_micros() / 1_000_000;
-    let ttl = if elevated { state.config.auth.elevated_token_ttl_secs } else { state.config.auth.token_ttl_secs } as i64;
+    let ttl = if elevated {
+        state.config.auth.elevated_token_ttl_secs
+    } else {
+        state.config.auth.token_ttl_secs
+    } as i64;
     let mut claims = serde_json::json!({
         "iss": state.config.public_url,
         "sub": client.id.to_string(),
@@ -205,13 +315,33 @@ async fn issue(state: &AppState, meta: &RequestMeta, headers: &HeaderMap, body: 
     }
     if elevated {
         // Fail closed: no elevated token without its entry.
-        let (r, t) = checked.first().map(|(_, w)| (Some(w.reason.clone()), Some(w.ticket.clone()))).unwrap_or((None, None));
+        let (r, t) = checked
+            .first()
+            .map(|(_, w)| (Some(w.reason.clone()), Some(w.ticket.clone())))
+            .unwrap_or((None, None));
         let warrants: serde_json::Map<String, serde_json::Value> = checked
             .iter()
-            .map(|(k, w)| (k.ticket_field().trim_end_matches("_ticket").to_owned(), serde_json::json!({"reason": w.reason, "ticket": w.ticket})))
+            .map(|(k, w)| {
+                (
+                    k.ticket_field().trim_end_matches("_ticket").to_owned(),
+                    serde_json::json!({"reason": w.reason, "ticket": w.ticket}),
+                )
+            })
             .collect();
-        let draft = entry(Outcome::Allowed, None, r, t, serde_json::json!({"granted_scope": scopes.to_string(), "expires_in": ttl, "warrants": warrants}));
-        state.store.append_audit(draft).await.map_err(|e| OAuthError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", internal(e)))?;
+        let draft = entry(
+            Outcome::Allowed,
+            None,
+            r,
+            t,
+            serde_json::json!({"granted_scope": scopes.to_string(), "expires_in": ttl, "warrants": warrants}),
+        );
+        state.store.append_audit(draft).await.map_err(|e| {
+            OAuthError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                internal(e),
+            )
+        })?;
         state.metrics.count_audit("token.issue", "allowed");
     }
     let token = sign_jwt(&state.authority.signing_key(), &claims);

@@ -28,7 +28,7 @@ CREATE TABLE signing_keys (
 CREATE TABLE queues (
     tenant TEXT NOT NULL REFERENCES tenants (name),
     name TEXT NOT NULL,
-    paused BOOLEAN NOT NULL DEFAULT FALSE,
+    paused INTEGER NOT NULL DEFAULT 0, -- 0/1: the Any driver cannot decode SQLite BOOLEAN
     rate_per_sec DOUBLE PRECISION,
     burst INTEGER,
     max_concurrency INTEGER,

@@ -1,0 +1,296 @@
+//! The command line, as API.md's CLI contract describes it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Warden: a job orchestrator whose operators can act, and prove it.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (embedded SQLite under --data-dir unless --database-url is given).
+    Serve(ServeArgs),
+    /// Manage OAuth clients, working on the store directly.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Enqueue, inspect, cancel and replay jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Inspect, pause and resume queues.
+    #[command(subcommand)]
+    Queues(QueuesCommand),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Where the store is (for `serve` and the store-side commands).
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// Directory of the embedded SQLite database.
+    #[arg(long, env = "WARDEN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://…) instead of the embedded SQLite.
+    #[arg(long, env = "WARDEN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// A TOML configuration file.
+    #[arg(long, env = "WARDEN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "WARDEN_LISTEN")]
+    pub listen: Option<String>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Create a client and print its id and secret (once).
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// Orch.Viewer, Orch.Operator, Orch.Admin, Orch.Worker or Orch.Exporter; repeatable.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a tenant's clients.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a client; its tokens stop working at once.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Give a client a new secret (the old one stops working) and print it once.
+    RotateSecret {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// How client commands reach the server.
+#[derive(Debug, Args, Clone)]
+pub struct ConnArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "WARDEN_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// OAuth client id.
+    #[arg(long, env = "WARDEN_CLIENT_ID", global = true)]
+    pub client_id: Option<String>,
+    /// OAuth client secret.
+    #[arg(
+        long,
+        env = "WARDEN_CLIENT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub client_secret: Option<String>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The warrant every state-changing operator command requires.
+#[derive(Debug, Args, Clone)]
+pub struct WarrantArgs {
+    /// Why you act (recorded in the audit log).
+    #[arg(long, required = true)]
+    pub reason: String,
+    /// The change ticket, e.g. OPS-123 (recorded in the audit log).
+    #[arg(long, required = true)]
+    pub ticket: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Enqueue a job.
+    Enqueue {
+        #[arg(long)]
+        queue: String,
+        #[arg(long = "type")]
+        job_type: String,
+        /// The payload, as JSON.
+        #[arg(long, default_value = "{}")]
+        payload: String,
+        #[arg(long)]
+        priority: Option<i64>,
+        /// RFC 3339 time before which the job does not run.
+        #[arg(long)]
+        run_at: Option<String>,
+        #[arg(long)]
+        max_attempts: Option<i64>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// A job that must succeed first; repeatable.
+        #[arg(long = "depends-on")]
+        depends_on: Vec<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List jobs, newest first.
+    List {
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long = "type")]
+        job_type: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Show a job with its timeline.
+    Show {
+        id: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Cancel a job (operator action, audited).
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Replay finished jobs as new ones (operator action, audited). One id replays it;
+    /// several ids, or --state/--queue/--type, run a bulk replay.
+    Replay {
+        ids: Vec<String>,
+        /// Bulk: every job in this state (e.g. dead_letter) when the command runs.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long = "type")]
+        job_type: Option<String>,
+        /// Bulk: show what would be replayed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueuesCommand {
+    /// List queues with their depth by state.
+    List {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Show one queue.
+    Show {
+        name: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Pause leasing from a queue (operator action, audited).
+    Pause {
+        name: String,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Resume a paused queue (operator action, audited).
+    Resume {
+        name: String,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List entries, newest first.
+    List {
+        /// e.g. client:ops-bot; repeatable.
+        #[arg(long)]
+        actor: Vec<String>,
+        /// e.g. job.cancel; repeatable.
+        #[arg(long)]
+        action: Vec<String>,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        ticket: Option<String>,
+        /// allowed or rejected.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Show one entry with its seq and leaf hash.
+    Show {
+        id: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Counts by action, outcome and actor.
+    Stats {
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}

@@ -1,0 +1,115 @@
+//! The HTTP client the commands share: it asks the authority for the token a command
+//! needs (with the warrant, for operator commands) and turns problem bodies into errors
+//! that name the server's reason code.
+
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::args::{ConnArgs, WarrantArgs};
+
+/// What token a command needs.
+pub enum Need<'a> {
+    /// The client's default, non-elevated scopes.
+    Default,
+    /// `orch:operate` with its warrant.
+    Operate(&'a WarrantArgs),
+}
+
+/// A connection to a Warden server with a token.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    /// Get a token for `need` and return a client that uses it.
+    pub async fn connect(conn: &ConnArgs, need: Need<'_>) -> Result<Self> {
+        let id = conn
+            .client_id
+            .as_deref()
+            .context("no client id: pass --client-id or set WARDEN_CLIENT_ID")?;
+        let secret = conn
+            .client_secret
+            .as_deref()
+            .context("no client secret: pass --client-secret or set WARDEN_CLIENT_SECRET")?;
+        let http = reqwest::Client::new();
+        let base = conn.url.trim_end_matches('/').to_owned();
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        if let Need::Operate(w) = &need {
+            form.extend([
+                ("scope", "orch:read orch:operate"),
+                ("operator_reason", w.reason.as_str()),
+                ("operator_ticket", w.ticket.as_str()),
+            ]);
+        }
+        let response = http
+            .post(format!("{base}/oauth/token"))
+            .basic_auth(id, Some(secret))
+            .form(&form)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {base}"))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let error = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown_error");
+            let desc = body
+                .get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            bail!("the authority refused a token: {error}: {desc}");
+        }
+        let token = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| anyhow!("the authority answered without a token"))?
+            .to_owned();
+        Ok(Self { http, base, token })
+    }
+
+    /// Send a request and return the JSON body, or an error naming the reason code.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .query(query);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let response = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = response.status();
+        let text = response.text().await?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if !status.is_success() {
+            let code = value
+                .get("code")
+                .and_then(Value::as_str)
+                .unwrap_or("UNKNOWN");
+            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
+            let request_id = value
+                .get("request_id")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            bail!(
+                "{code}: {detail} (HTTP {}, request {request_id})",
+                status.as_u16()
+            );
+        }
+        Ok((status, value))
+    }
+}

@@ -1,0 +1,498 @@
+//! The token authority: warrants, JWKS, forged tokens, revocation, the failure log.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use warden_core::scopes::Role;
+
+use crate::helpers::{TestApp, apps};
+
+fn decode_part(token: &str, i: usize) -> Value {
+    serde_json::from_slice(&B64.decode(token.split('.').nth(i).unwrap()).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn operator_token_carries_its_warrant_and_verifies_against_the_jwks() {
+    for app in apps().await {
+        let c = app.client("acme", "ops-bot", &[Role::Operator]).await;
+        let a = app
+            .token_request(
+                &c,
+                &[
+                    ("scope", "orch:operate"),
+                    ("operator_reason", "maintenance"),
+                    ("operator_ticket", "TICKET-123"),
+                ],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        assert_eq!(a.headers["cache-control"], "no-store");
+        assert_eq!(a.body["token_type"], "Bearer");
+        assert_eq!(a.body["expires_in"], 900, "elevated tokens live 15 minutes");
+        let token = a.body["access_token"].as_str().unwrap();
+
+        // Verify with ed25519-dalek directly, from the published JWKS: no Warden code involved.
+        let jwks = app
+            .send(Method::GET, "/.well-known/jwks.json", None, None)
+            .await
+            .body;
+        let header = decode_part(token, 0);
+        assert_eq!(header["alg"], "EdDSA");
+        let jwk = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == header["kid"])
+            .expect("kid in JWKS");
+        assert_eq!(
+            (jwk["kty"].as_str(), jwk["crv"].as_str()),
+            (Some("OKP"), Some("Ed25519"))
+        );
+        let key = VerifyingKey::from_bytes(
+            &B64.decode(jwk["x"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap(),
+        )
+        .unwrap();
+        let (signed, sig) = token.rsplit_once('.').unwrap();
+        let sig = Signature::from_slice(&B64.decode(sig).unwrap()).unwrap();
+        key.verify(signed.as_bytes(), &sig)
+            .expect("signature verifies");
+
+        let claims = decode_part(token, 1);
+        assert_eq!(claims["operator_reason"], "maintenance");
+        assert_eq!(claims["operator_ticket"], "TICKET-123");
+        assert_eq!(claims["tenant"], "acme");
+        assert_eq!(claims["aud"], "warden");
+        assert_eq!(claims["scope"], "orch:operate");
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            900
+        );
+        for k in ["iss", "sub", "jti", "roles"] {
+            assert!(!claims[k].is_null(), "claim {k}");
+        }
+
+        // Issuing it was audited.
+        let read = app.token(&c, &[]).await;
+        let issued = app.audit(&read, "action=token.issue").await;
+        assert_eq!(issued.len(), 1);
+        assert_eq!(issued[0]["target_id"], claims["jti"]);
+        assert_eq!(issued[0]["operator_ticket"], "TICKET-123");
+        assert_eq!(issued[0]["outcome"], "allowed");
+
+        let discovery = app
+            .send(Method::GET, "/.well-known/openid-configuration", None, None)
+            .await
+            .body;
+        assert_eq!(
+            discovery["jwks_uri"],
+            format!(
+                "{}/.well-known/jwks.json",
+                discovery["issuer"].as_str().unwrap()
+            )
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn elevated_token_without_reason_or_ticket_is_invalid_request_naming_the_field() {
+    for app in apps().await {
+        let c = app.client("acme", "ops-bot", &[Role::Operator]).await;
+        let a = app
+            .token_request(
+                &c,
+                &[("scope", "orch:operate"), ("operator_ticket", "TICKET-123")],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST);
+        assert_eq!(a.body["error"], "invalid_request");
+        assert!(
+            a.body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("operator_reason"),
+            "{:?}",
+            a.body
+        );
+        let a = app
+            .token_request(
+                &c,
+                &[
+                    ("scope", "orch:operate"),
+                    ("operator_reason", "maintenance"),
+                ],
+            )
+            .await;
+        assert_eq!(a.body["error"], "invalid_request");
+        assert!(
+            a.body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("operator_ticket")
+        );
+        let a = app
+            .token_request(
+                &c,
+                &[
+                    ("scope", "orch:operate"),
+                    ("operator_reason", "   "),
+                    ("operator_ticket", "TICKET-1"),
+                ],
+            )
+            .await;
+        assert!(
+            a.body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("operator_reason"),
+            "blank reason refused"
+        );
+        let a = app
+            .token_request(
+                &c,
+                &[
+                    ("scope", "orch:operate"),
+                    ("operator_reason", "x"),
+                    ("operator_ticket", "not a ticket"),
+                ],
+            )
+            .await;
+        assert_eq!(a.body["error"], "invalid_request");
+        assert!(
+            a.body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("operator_ticket")
+        );
+        // Beyond the client's roles.
+        let a = app
+            .token_request(
+                &c,
+                &[
+                    ("scope", "orch:quota"),
+                    ("quota_reason", "x"),
+                    ("quota_ticket", "Q-1"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+        );
+        // Each refusal of an elevated request by an authenticated client is audited.
+        let read = app.token(&c, &[]).await;
+        let refused = app
+            .audit(&read, "action=token.issue&outcome=rejected")
+            .await;
+        let codes: Vec<&str> = refused
+            .iter()
+            .map(|e| e["reason_code"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                "FORBIDDEN_SCOPE",
+                "INVALID_TICKET_FORMAT",
+                "MISSING_OPERATOR_REASON",
+                "MISSING_OPERATOR_TICKET",
+                "MISSING_OPERATOR_REASON"
+            ]
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn default_token_gets_only_non_elevated_scopes() {
+    for app in apps().await {
+        let c = app.client("acme", "admin", &[Role::Admin]).await;
+        let a = app.token_request(&c, &[]).await;
+        assert_eq!(a.body["scope"], "orch:read orch:work");
+        assert_eq!(a.body["expires_in"], 3600);
+        let viewer = app.client("acme", "viewer", &[Role::Viewer]).await;
+        let a = app.token_request(&viewer, &[("scope", "orch:work")]).await;
+        assert_eq!(a.body["error"], "invalid_scope");
+        let a = app
+            .token_request(&viewer, &[("scope", "orch:everything")])
+            .await;
+        assert_eq!(a.body["error"], "invalid_scope");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_client_credentials_are_invalid_client_then_rate_limited() {
+    for app in apps().await {
+        let mut c = app.client("acme", "bot", &[Role::Viewer]).await;
+        c.secret.push('x');
+        for _ in 0..20 {
+            let a = app.token_request(&c, &[]).await;
+            assert_eq!(
+                (a.status, a.body["error"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("invalid_client"))
+            );
+        }
+        let a = app.token_request(&c, &[]).await;
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait));
+        app.stop().await;
+    }
+}
+
+/// Sign `claims` with `key` as an EdDSA JWT with `kid`.
+fn forge(key: &ed25519_dalek::SigningKey, kid: &str, claims: &Value) -> String {
+    use ed25519_dalek::Signer;
+    let header = B64.encode(json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}).to_string());
+    let payload = B64.encode(claims.to_string());
+    let sig = key.sign(format!("{header}.{payload}").as_bytes());
+    format!("{header}.{payload}.{}", B64.encode(sig.to_bytes()))
+}
+
+fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut k = [0u8; 64];
+    k[..key.len().min(64)].copy_from_slice(&key[..key.len().min(64)]);
+    let inner: Vec<u8> = k
+        .iter()
+        .map(|b| b ^ 0x36)
+        .chain(msg.iter().copied())
+        .collect();
+    let inner_hash = Sha256::digest(&inner);
+    let outer: Vec<u8> = k
+        .iter()
+        .map(|b| b ^ 0x5c)
+        .chain(inner_hash.iter().copied())
+        .collect();
+    Sha256::digest(&outer).to_vec()
+}
+
+#[tokio::test]
+async fn forged_tokens_are_all_unauthenticated() {
+    for app in apps().await {
+        let t = app.tenant("acme").await;
+        let good = t.operator.clone();
+        let claims = decode_part(&good, 1);
+        let header = decode_part(&good, 0);
+        let kid = header["kid"].as_str().unwrap();
+        let server_key = app.app_state.authority.signing_key();
+        let real = ed25519_dalek::SigningKey::from_bytes(&server_key.secret_bytes());
+        let jwks = app
+            .send(Method::GET, "/.well-known/jwks.json", None, None)
+            .await
+            .body;
+        let public = B64.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
+        let now = claims["iat"].as_i64().unwrap();
+
+        let mut forged = Vec::new();
+        // alg: none
+        let none_header = B64.encode(json!({"alg": "none", "typ": "JWT"}).to_string());
+        forged.push((
+            "alg none",
+            format!("{none_header}.{}.", B64.encode(claims.to_string())),
+        ));
+        // HS256 keyed with the public key (algorithm confusion).
+        let hs_header = B64.encode(json!({"alg": "HS256", "typ": "JWT", "kid": kid}).to_string());
+        let hs_payload = B64.encode(claims.to_string());
+        let mac = hmac_sha256(&public, format!("{hs_header}.{hs_payload}").as_bytes());
+        forged.push((
+            "HS256 with public key",
+            format!("{hs_header}.{hs_payload}.{}", B64.encode(mac)),
+        ));
+        // Expired, signed with the real key.
+        let mut expired = claims.clone();
+        expired["exp"] = json!(now - 3600);
+        expired["iat"] = json!(now - 7200);
+        expired["nbf"] = json!(now - 7200);
+        forged.push(("expired", forge(&real, kid, &expired)));
+        // One flipped signature byte.
+        let (signed, sig) = good.rsplit_once('.').unwrap();
+        let mut sig = B64.decode(sig).unwrap();
+        sig[10] ^= 0x01;
+        forged.push((
+            "flipped signature byte",
+            format!("{signed}.{}", B64.encode(sig)),
+        ));
+        // Unknown kid, signed by another key.
+        let stranger = ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]);
+        forged.push(("unknown kid", forge(&stranger, "not-a-known-kid", &claims)));
+        // Our kid, signed by another key.
+        forged.push(("wrong key", forge(&stranger, kid, &claims)));
+        // Wrong audience, signed with the real key.
+        let mut aud = claims.clone();
+        aud["aud"] = json!("someone-else");
+        forged.push(("wrong audience", forge(&real, kid, &aud)));
+        // Payload tampered after signing: another tenant.
+        let mut other = claims.clone();
+        other["tenant"] = json!("other");
+        forged.push((
+            "tampered payload",
+            format!(
+                "{}.{}.{}",
+                good.split('.').next().unwrap(),
+                B64.encode(other.to_string()),
+                good.split('.').nth(2).unwrap()
+            ),
+        ));
+        forged.push(("garbage", "not.a.token".into()));
+
+        let job = app.enqueue(&t.token, "q").await;
+        let path = format!("/api/v1/jobs/{}/cancel", job["id"].as_str().unwrap());
+        for (what, token) in &forged {
+            let a = app.post(&path, token, None).await;
+            assert_eq!(
+                a.status,
+                StatusCode::UNAUTHORIZED,
+                "{what} on {:?}: {:?}",
+                app.backend,
+                a.body
+            );
+            assert_eq!(a.code(), "UNAUTHENTICATED", "{what}");
+            assert!(
+                a.headers["www-authenticate"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("Bearer")
+            );
+        }
+        let a = app.send(Method::POST, &path, None, None).await;
+        assert_eq!(a.code(), "UNAUTHENTICATED", "no token");
+        // The genuine token still works, and the job was never touched by the forgeries.
+        let a = app.post(&path, &good, None).await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        // Failures never reach the tenant's log.
+        let entries = app.audit(&t.token, "action=job.cancel").await;
+        assert_eq!(entries.len(), 1);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn authentication_failures_go_to_the_system_log_never_the_tenants() {
+    for app in apps().await {
+        let t = app.tenant("acme").await;
+        for _ in 0..3 {
+            let a = app
+                .send(Method::GET, "/api/v1/jobs", Some("garbage"), None)
+                .await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+        }
+        let sys = app.client("_system", "auditor", &[Role::Viewer]).await;
+        let sys_token = app.token(&sys, &[]).await;
+        // The aggregator writes once a second.
+        let mut entries = Vec::new();
+        for _ in 0..40 {
+            entries = app.audit(&sys_token, "action=auth.failure").await;
+            if !entries.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(!entries.is_empty(), "an auth.failure entry in _system");
+        let total: u64 = entries
+            .iter()
+            .map(|e| e["metadata"]["count"].as_u64().unwrap())
+            .sum();
+        assert!(total >= 3, "{entries:?}");
+        assert_eq!(entries[0]["tenant"], "_system");
+        assert_eq!(entries[0]["source_ip"], "127.0.0.1");
+        assert!(app.audit(&t.token, "action=auth.failure").await.is_empty());
+        let metrics = app.send(Method::GET, "/metrics", None, None).await.body;
+        assert!(
+            metrics
+                .as_str()
+                .unwrap()
+                .contains("warden_auth_failures_total{reason=\"malformed\"}"),
+            "{metrics}"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn revoked_clients_tokens_stop_working_at_once() {
+    for app in apps().await {
+        let t = app.tenant("acme").await;
+        assert_eq!(
+            app.get("/api/v1/jobs", &t.token).await.status,
+            StatusCode::OK
+        );
+        let actor = warden_core::audit::Actor {
+            kind: warden_core::audit::ActorKind::Cli,
+            name: "tester".into(),
+        };
+        app.store
+            .revoke_client(
+                &warden_core::names::TenantId::parse("acme").unwrap(),
+                &warden_core::names::ClientName::parse("admin").unwrap(),
+                &actor,
+            )
+            .await
+            .unwrap();
+        let a = app.get("/api/v1/jobs", &t.token).await;
+        assert_eq!(a.code(), "UNAUTHENTICATED");
+        let a = app.token_request(&t.admin, &[]).await;
+        assert_eq!(a.body["error"], "invalid_client");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn external_issuer_tokens_go_through_the_same_pipeline() {
+    use warden_store::testing::TestDb;
+    let dir = tempfile::tempdir().unwrap();
+    let key = warden_authority::SigningKey::generate().unwrap();
+    let jwks_path = dir.path().join("jwks.json");
+    let set = warden_authority::KeySet::new(vec![key.verifying_key()]).unwrap();
+    std::fs::write(&jwks_path, set.jwks().to_string()).unwrap();
+    for db in TestDb::all().await {
+        let path = jwks_path.clone();
+        let app = TestApp::spawn_with(db, |c| {
+            c.auth.issuers.push(warden_server::config::ExternalIssuer {
+                issuer: "https://idp.example".into(),
+                audience: "warden-api".into(),
+                jwks_file: Some(path),
+                jwks_url: None,
+                tenant_claim: "org".into(),
+            })
+        })
+        .await;
+        let now = warden_core::time::Timestamp::now().as_micros() / 1_000_000;
+        let claims = |scope: &str, warrant: bool| {
+            let mut c = json!({"iss": "https://idp.example", "aud": "warden-api", "sub": "alice@example", "exp": now + 300, "iat": now, "jti": "ext-1", "org": "globex", "scope": scope});
+            if warrant {
+                c["operator_reason"] = json!("incident");
+                c["operator_ticket"] = json!("INC-42");
+            }
+            c
+        };
+        let read = warden_authority::sign_jwt(&key, &claims("orch:read orch:work", false));
+        let job = app.enqueue(&read, "q").await;
+        let id = job["id"].as_str().unwrap();
+        // An outside token with orch:operate but no warrant: refused in the pipeline, audited.
+        let bare = warden_authority::sign_jwt(&key, &claims("orch:read orch:operate", false));
+        let a = app
+            .post(&format!("/api/v1/jobs/{id}/cancel"), &bare, None)
+            .await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::BAD_REQUEST, "MISSING_OPERATOR_REASON")
+        );
+        let full = warden_authority::sign_jwt(&key, &claims("orch:read orch:operate", true));
+        let a = app
+            .post(&format!("/api/v1/jobs/{id}/cancel"), &full, None)
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        let entries = app.audit(&read, "action=job.cancel").await;
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0]["actor"], "external:alice@example");
+        assert_eq!(entries[0]["operator_ticket"], "INC-42");
+        assert_eq!(entries[1]["reason_code"], "MISSING_OPERATOR_REASON");
+        app.stop().await;
+    }
+}

@@ -1,0 +1,10 @@
+//! HTTP-level tests: the real server on an ephemeral port, on SQLite and PostgreSQL.
+
+mod helpers;
+
+mod audit;
+mod authority;
+mod errors;
+mod jobs;
+mod ops;
+mod queues;
