@@ -1,0 +1,187 @@
+//! The `warden` binary as a user runs it: the server, the store-side commands and the
+//! client commands, including the README's tour.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn warden() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+    // Tests must not inherit a developer's client settings.
+    for v in ["WARDEN_URL", "WARDEN_CLIENT_ID", "WARDEN_CLIENT_SECRET", "WARDEN_DATA_DIR", "WARDEN_DATABASE_URL", "WARDEN_LISTEN", "WARDEN_CONFIG"] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = warden();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("warden runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn operator_commands_without_reason_or_ticket_exit_2_before_any_request() {
+    // Port 9 (discard) has no Warden: a request would fail with exit 1, not 2.
+    let url = "http://127.0.0.1:9";
+    let cases: &[&[&str]] = &[
+        &["jobs", "cancel", "01a20000-0000-7000-8000-000000000000", "--ticket", "OPS-1", "--url", url],
+        &["jobs", "cancel", "01a20000-0000-7000-8000-000000000000", "--reason", "why", "--url", url],
+        &["jobs", "replay", "--state", "dead_letter", "--reason", "why", "--url", url],
+        &["queues", "pause", "q", "--ticket", "OPS-1", "--url", url],
+        &["queues", "resume", "q", "--reason", "why", "--url", url],
+    ];
+    for args in cases {
+        let o = run(args, &[("WARDEN_CLIENT_ID", "x"), ("WARDEN_CLIENT_SECRET", "y")]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("--reason") || err.contains("--ticket"), "{err}");
+        assert!(!err.contains("cannot reach"), "no request was attempted: {err}");
+    }
+    // Read commands take no warrant; without a server they fail with exit 1.
+    let o = run(&["jobs", "list", "--url", url], &[("WARDEN_CLIENT_ID", "x"), ("WARDEN_CLIENT_SECRET", "y")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+#[test]
+fn clients_create_json_prints_exactly_the_contract_fields_and_refuses_bad_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let o = run(&["clients", "create", "--tenant", "acme", "--name", "ops-bot", "--role", "Orch.Operator", "--role", "Orch.Viewer", "--json", "--data-dir", data], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["client_id", "client_secret", "roles", "tenant"]);
+    assert_eq!(v["tenant"], "acme");
+    assert_eq!(v["roles"], serde_json::json!(["Orch.Operator", "Orch.Viewer"]));
+    assert!(v["client_secret"].as_str().unwrap().len() >= 43, "256-bit secret");
+    let o = run(&["clients", "create", "--tenant", "acme", "--name", "ops-bot", "--role", "Orch.Viewer", "--data-dir", data], &[]);
+    assert_eq!(o.status.code(), Some(1), "duplicate name");
+    let o = run(&["clients", "create", "--tenant", "acme", "--name", "x", "--role", "Orch.God", "--data-dir", data], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unknown role"));
+    let o = run(&["clients", "list", "--tenant", "acme", "--json", "--data-dir", data], &[]);
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("secret"), "list never shows secrets");
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let child = warden()
+            .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", &listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, url: format!("http://{listen}") }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn creds(data: &str, tenant: &str, name: &str, role: &str) -> (String, String) {
+    let o = run(&["clients", "create", "--tenant", tenant, "--name", name, "--role", role, "--json", "--data-dir", data], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    (v["client_id"].as_str().unwrap().to_owned(), v["client_secret"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn the_readme_tour_works_end_to_end_and_sigterm_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let server = Server::start(dir.path());
+    // The admin client is created while the server runs, on the same store.
+    let (admin_id, admin_secret) = creds(data, "default", "admin", "Orch.Admin");
+    let (viewer_id, viewer_secret) = creds(data, "default", "viewer", "Orch.Viewer");
+    let admin = [("WARDEN_URL", server.url.as_str()), ("WARDEN_CLIENT_ID", admin_id.as_str()), ("WARDEN_CLIENT_SECRET", admin_secret.as_str())];
+    let viewer = [("WARDEN_URL", server.url.as_str()), ("WARDEN_CLIENT_ID", viewer_id.as_str()), ("WARDEN_CLIENT_SECRET", viewer_secret.as_str())];
+
+    let o = run(&["jobs", "enqueue", "--queue", "emails", "--type", "send", "--payload", r#"{"to":"a@example.com"}"#, "--json"], &admin);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let job: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = job["id"].as_str().unwrap();
+
+    let o = run(&["jobs", "cancel", id, "--reason", "maintenance", "--ticket", "TICKET-123", "--json"], &admin);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let canceled: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(canceled["state"], "canceled");
+
+    let o = run(&["audit", "list", "--ticket", "TICKET-123", "--action", "job.cancel", "--json"], &admin);
+    let entries: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(entries["items"].as_array().unwrap().len(), 1);
+    assert_eq!(entries["items"][0]["target_id"], id);
+    assert_eq!(entries["items"][0]["operator_reason"], "maintenance");
+
+    // A read-only client is refused: its token cannot carry orch:operate.
+    let o = run(&["jobs", "cancel", id, "--reason", "maintenance", "--ticket", "TICKET-123"], &viewer);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("invalid_scope"), "{}", stderr(&o));
+    let o = run(&["audit", "list", "--outcome", "rejected", "--json"], &admin);
+    let refused: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(refused["items"][0]["actor"], "client:viewer");
+    assert_eq!(refused["items"][0]["reason_code"], "FORBIDDEN_SCOPE");
+
+    // Human output works too.
+    let o = run(&["audit", "stats"], &admin);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("job.cancel"), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = run(&["queues", "list"], &admin);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("emails"));
+    let o = run(&["jobs", "show", id], &admin);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("client:admin"), "timeline names the operator");
+    let o = run(&["jobs", "show", "01a20000-0000-7000-8000-000000000000"], &admin);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("UNKNOWN_JOB_ID"), "the message names the reason code");
+
+    let status = server.terminate();
+    assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
+}
+
+#[test]
+fn serve_prints_its_configuration_with_secrets_redacted() {
+    let o = run(&["serve", "--print-config", "--database-url", "postgres://u:hunter2@db/w"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("postgres://u:***@db/w") && !text.contains("hunter2"), "{text}");
+}
