@@ -32,9 +32,6 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let under_audit = req.uri().path().starts_with("/api/v1/audit");
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let _guard = span.enter();
-    drop(_guard);
     let mut response = next.run(req).await;
 
     let problem = match response.extensions_mut().remove::<Problem>() {

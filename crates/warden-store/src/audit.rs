@@ -68,6 +68,29 @@ pub struct ActorCount {
     pub count: i64,
 }
 
+/// Take the tenant's log lock for this transaction and return the instant to stamp the
+/// action and its entry with. Audited transactions call this first: appends of one tenant
+/// serialise here (the head row's lock on PostgreSQL; the single writer on SQLite), so
+/// `created_at` never goes backwards as `seq` goes up, and the action and its entry share
+/// one time.
+pub(crate) async fn lock_log(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    dialect: crate::Dialect,
+) -> StoreResult<Timestamp> {
+    if dialect.backend == crate::Backend::Postgres {
+        sqlx::query("INSERT INTO audit_heads (tenant, next_seq) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING")
+            .bind(tenant.as_str())
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("SELECT next_seq FROM audit_heads WHERE tenant = $1 FOR UPDATE")
+            .bind(tenant.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+    }
+    Ok(Timestamp::now())
+}
+
 /// Append `drafts` (all of one tenant) to that tenant's log inside the caller's
 /// transaction. The head row's update serialises appends per tenant (a row lock on
 /// PostgreSQL; the single writer on SQLite), so `seq` is gapless.
@@ -246,16 +269,24 @@ impl Store {
     /// Append one entry in its own transaction (rejections, token issuance, `_system`).
     pub async fn append_audit(&self, draft: AuditDraft) -> StoreResult<AuditEntry> {
         let mut tx = self.begin_write().await?;
-        let mut entries = append_in_tx(&mut tx, vec![draft], Timestamp::now()).await?;
+        let now = lock_log(&mut tx, &draft.tenant, self.dialect()).await?;
+        let mut entries = append_in_tx(&mut tx, vec![draft], now).await?;
         tx.commit().await?;
         Ok(entries.remove(0))
     }
 
     /// Append many entries of one tenant in one transaction (imports and benchmark seeding;
     /// operator actions append inside their own transactions instead).
-    pub async fn append_audit_batch(&self, drafts: Vec<AuditDraft>) -> StoreResult<Vec<AuditEntry>> {
+    pub async fn append_audit_batch(
+        &self,
+        drafts: Vec<AuditDraft>,
+    ) -> StoreResult<Vec<AuditEntry>> {
         let mut tx = self.begin_write().await?;
-        let entries = append_in_tx(&mut tx, drafts, Timestamp::now()).await?;
+        let now = match drafts.first() {
+            Some(d) => lock_log(&mut tx, &d.tenant, self.dialect()).await?,
+            None => Timestamp::now(),
+        };
+        let entries = append_in_tx(&mut tx, drafts, now).await?;
         tx.commit().await?;
         Ok(entries)
     }

@@ -60,6 +60,9 @@ pub enum ReplayOutcome {
     },
 }
 
+/// How many times an enqueue runs before a unique violation is answered `DUPLICATE_JOB_ID`.
+const ENQUEUE_ATTEMPTS: u32 = 3;
+
 const JOB_COLUMNS: &str = "id, queue, job_type, payload, priority, state, attempt, max_attempts, run_at, created_at, updated_at, depends_on, idempotency_key, replay_of, reason_code, last_error, result";
 
 fn decode_job(r: &AnyRow) -> StoreResult<Job> {
@@ -377,21 +380,53 @@ impl Store {
             .map_err(|e| StoreError::Rejected(Rejection::field(e.field, e.message)))?;
         let mut keys = HashSet::new();
         for (i, j) in jobs.iter().enumerate() {
-            if let Some(k) = &j.idempotency_key {
-                if !keys.insert(k.as_str()) {
-                    return Err(StoreError::Rejected(Rejection::field(
-                        format!("jobs[{i}].idempotency_key"),
-                        "used twice in one batch",
-                    )));
-                }
+            let Some(k) = &j.idempotency_key else {
+                continue;
+            };
+            if !keys.insert(k.as_str()) {
+                return Err(StoreError::Rejected(Rejection::field(
+                    format!("jobs[{i}].idempotency_key"),
+                    "used twice in one batch",
+                )));
             }
         }
-        let now = Timestamp::now();
+        let key_list: Vec<&str> = keys.into_iter().collect();
+        let mut attempt = 1;
+        loop {
+            match self.enqueue_once(tenant, &jobs, &key_list).await {
+                // A concurrent enqueue committed a job with one of our idempotency keys (or
+                // ids) after we looked, or PostgreSQL broke a lock cycle: run it again, now
+                // seeing the winner's jobs (a reused key then returns the existing job).
+                Err(e)
+                    if (e.is_unique_violation() || e.is_transient_conflict())
+                        && attempt < ENQUEUE_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                Err(e) if e.is_unique_violation() => {
+                    return Err(StoreError::rejected(
+                        ReasonCode::DuplicateJobId,
+                        "a job id or idempotency key was taken concurrently",
+                    ));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Store::enqueue`], in one transaction. A unique violation is
+    /// returned as is, for the caller to retry.
+    async fn enqueue_once(
+        &self,
+        tenant: &TenantId,
+        jobs: &[NewJob],
+        key_list: &[&str],
+    ) -> StoreResult<Vec<Enqueued>> {
         let mut tx = self.begin_write().await?;
+        let now = Timestamp::now();
 
         // Existing jobs for reused idempotency keys.
         let mut existing_by_key: HashMap<String, Job> = HashMap::new();
-        let key_list: Vec<&str> = keys.into_iter().collect();
         for chunk in key_list.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key IN ({})",
@@ -450,8 +485,11 @@ impl Store {
         }
 
         // Dependencies outside the batch must exist; their states decide the new jobs' states.
-        let external = external_dependencies(&jobs);
-        let upstream = fetch_by_ids(&mut tx, tenant, &external, "").await?;
+        // They are locked (shared) so that a concurrent cancel of one either commits before
+        // we read it (we see it failed) or waits for our commit (its cascade sees our edges):
+        // otherwise a new job could wait forever on a job canceled meanwhile.
+        let external = external_dependencies(jobs);
+        let upstream = fetch_by_ids(&mut tx, tenant, &external, self.dialect().for_share()).await?;
         for (i, j) in jobs.iter().enumerate() {
             if let Some(missing) = j
                 .depends_on
@@ -544,15 +582,7 @@ impl Store {
         }
         let queues: Vec<&QueueName> = new_jobs.iter().map(|j| &j.queue).collect();
         ensure_queues(&mut tx, tenant, &queues, now).await?;
-        match insert_jobs(&mut tx, tenant, &new_jobs, None).await {
-            Err(e) if e.is_unique_violation() => {
-                return Err(StoreError::rejected(
-                    ReasonCode::DuplicateJobId,
-                    "a job id or idempotency key was taken concurrently",
-                ));
-            }
-            other => other?,
-        }
+        insert_jobs(&mut tx, tenant, &new_jobs, None).await?;
         tx.commit().await?;
         Ok(outcomes
             .into_iter()
@@ -671,9 +701,9 @@ impl Store {
         id: JobId,
         draft: AuditDraft,
     ) -> StoreResult<Job> {
-        let now = Timestamp::now();
         let lock = self.dialect().for_update();
         let mut tx = self.begin_write().await?;
+        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
         let mut found = fetch_by_ids(&mut tx, tenant, &[id], lock).await?;
         let Some(mut job) = found.remove(&id) else {
             return Err(rejected_unknown(id));
@@ -728,8 +758,8 @@ impl Store {
         id: JobId,
         draft: AuditDraft,
     ) -> StoreResult<Job> {
-        let now = Timestamp::now();
         let mut tx = self.begin_write().await?;
+        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
         let mut found = fetch_by_ids(&mut tx, tenant, &[id], "").await?;
         let Some(old) = found.remove(&id) else {
             return Err(rejected_unknown(id));
@@ -782,8 +812,8 @@ impl Store {
         template: &AuditDraft,
         bulk_id: &str,
     ) -> StoreResult<Vec<ReplayOutcome>> {
-        let now = Timestamp::now();
         let mut tx = self.begin_write().await?;
+        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
         let found = fetch_by_ids(&mut tx, tenant, ids, "").await?;
         let actor = template.actor.display();
         let mut outcomes = Vec::with_capacity(ids.len());

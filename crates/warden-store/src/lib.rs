@@ -119,6 +119,17 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether PostgreSQL aborted the transaction to break a deadlock or a serialization
+    /// conflict, so running it again may succeed.
+    pub(crate) fn is_transient_conflict(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40P01" | "40001"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Result alias for store operations.
@@ -155,6 +166,16 @@ impl Dialect {
         match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Row lock suffix for a read whose result must stay true until commit, though the row
+    /// itself is not written (an enqueue reading the state of the jobs it depends on, which
+    /// a concurrent cancel must not change underneath it). SQLite needs none.
+    pub fn for_share(self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR SHARE",
         }
     }
 }

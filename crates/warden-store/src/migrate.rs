@@ -6,12 +6,20 @@ use sqlx::Row;
 use crate::{Backend, Store, StoreResult};
 
 /// (version, name, SQLite script, PostgreSQL script).
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/sqlite/0001_foundation.sql"),
-    include_str!("../migrations/postgres/0001_foundation.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/sqlite/0001_foundation.sql"),
+        include_str!("../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "audit_no_overwrite",
+        include_str!("../migrations/sqlite/0002_audit_no_overwrite.sql"),
+        include_str!("../migrations/postgres/0002_audit_no_overwrite.sql"),
+    ),
+];
 
 /// The newest migration version this binary knows.
 pub(crate) const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

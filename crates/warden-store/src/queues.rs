@@ -148,8 +148,8 @@ impl Store {
         paused: bool,
         draft: AuditDraft,
     ) -> StoreResult<QueueView> {
-        let now = Timestamp::now();
         let mut tx = self.begin_write().await?;
+        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
         let sql = format!(
             "SELECT {QUEUE_COLUMNS} FROM queues WHERE tenant = $1 AND name = $2{}",
             self.dialect().for_update()

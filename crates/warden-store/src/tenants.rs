@@ -140,7 +140,6 @@ impl Store {
         secret_digest: [u8; 32],
         actor: &Actor,
     ) -> StoreResult<ClientRecord> {
-        let now = Timestamp::now();
         let id = ClientId::new();
         let roles_text = roles
             .iter()
@@ -148,6 +147,7 @@ impl Store {
             .collect::<Vec<_>>()
             .join(" ");
         let mut tx = self.begin_write().await?;
+        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
         sqlx::query(
             "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
@@ -160,13 +160,16 @@ impl Store {
             .bind(name.as_str())
             .fetch_optional(&mut *tx)
             .await?;
-        if exists.is_some() {
-            return Err(StoreError::Rejected(crate::Rejection::field(
+        let duplicate = || {
+            StoreError::Rejected(crate::Rejection::field(
                 "name",
                 format!("a client named {name} already exists in tenant {tenant}"),
-            )));
+            ))
+        };
+        if exists.is_some() {
+            return Err(duplicate());
         }
-        sqlx::query("INSERT INTO clients (id, tenant, name, secret_digest, roles, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        let inserted = sqlx::query("INSERT INTO clients (id, tenant, name, secret_digest, roles, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(id.to_string())
             .bind(tenant.as_str())
             .bind(name.as_str())
@@ -174,8 +177,16 @@ impl Store {
             .bind(roles_text.clone())
             .bind(now.as_micros())
             .execute(&mut *tx)
-            .await?;
-        let metadata = serde_json::json!({"client_id": id.to_string(), "roles": roles_text.split(' ').collect::<Vec<_>>()});
+            .await
+            .map_err(StoreError::from);
+        match inserted {
+            // A concurrent create of the same name committed between the check and the
+            // insert (PostgreSQL; SQLite serialises writers).
+            Err(e) if e.is_unique_violation() => return Err(duplicate()),
+            other => other?,
+        };
+        let role_names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        let metadata = serde_json::json!({"client_id": id.to_string(), "roles": role_names});
         audit::append_in_tx(
             &mut tx,
             vec![cli_draft(tenant, actor, "client.create", name, metadata)],
@@ -222,8 +233,8 @@ impl Store {
         action: &str,
         change: ClientChange,
     ) -> StoreResult<ClientRecord> {
-        let now = Timestamp::now();
         let mut tx = self.begin_write().await?;
+        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
         let sql = format!(
             "SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = $1 AND name = $2{}",
             self.dialect().for_update()

@@ -11,6 +11,8 @@
 //! left behind are swept by the first [`TestDb::postgres`] of a later run once they are
 //! two hours old.
 
+use std::io::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +30,9 @@ const SCHEMA_MAX_AGE_SECS: u64 = 2 * 60 * 60;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 static SWEPT: AtomicBool = AtomicBool::new(false);
+static SKIP_ANNOUNCED: AtomicBool = AtomicBool::new(false);
+/// Why PostgreSQL was unreachable, once it was: later tests skip it without waiting again.
+static UNREACHABLE: OnceLock<String> = OnceLock::new();
 
 /// A fresh, empty database for one test; dropped at the end of the test.
 pub struct TestDb {
@@ -70,11 +75,35 @@ fn encode_query_value(value: &str) -> String {
     out
 }
 
-/// `url` with `options=-c search_path=<schema>` added to its query.
+/// `url` with `options=-c search_path=<schema>` added to its query, and the schema as the
+/// connections' `application_name` (so they can be found and ended when it is dropped).
 fn with_search_path(url: &str, schema: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     let value = encode_query_value(&format!("-c search_path={schema}"));
-    format!("{url}{sep}options={value}")
+    format!(
+        "{url}{sep}options={value}&application_name={}",
+        encode_query_value(schema)
+    )
+}
+
+/// End the sessions still connected to `schema`, then drop it.
+async fn drop_schema(conn: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    // A store dropped with a transaction still open leaves its connection idle in that
+    // transaction (the rollback needs the runtime this drop may be blocking), holding locks
+    // DROP SCHEMA would wait for forever.
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(schema)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::raw_sql(&format!(
+        "SET lock_timeout = '30s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    ))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The creation time encoded in a test schema's name, if it is one.
@@ -107,24 +136,28 @@ async fn sweep_old_schemas(conn: &mut PgConnection) {
         let Some(created) = schema_created_secs(&name) else {
             continue;
         };
-        if now.saturating_sub(created) > SCHEMA_MAX_AGE_SECS {
-            let sql = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
-            if let Err(e) = sqlx::raw_sql(&sql).execute(&mut *conn).await {
-                eprintln!("warden-store testing: could not drop old test schema {name}: {e}");
-            }
+        if now.saturating_sub(created) <= SCHEMA_MAX_AGE_SECS {
+            continue;
+        }
+        if let Err(e) = drop_schema(conn, &name).await {
+            eprintln!("warden-store testing: could not drop old test schema {name}: {e}");
         }
     }
 }
 
+/// Report PostgreSQL unreachable: a panic under `CI=true`, else a loud skip.
 fn unreachable(url: &str, err: impl std::fmt::Display) -> Option<TestDb> {
-    let msg = format!(
-        "PostgreSQL at {} unreachable: {err}",
-        redact_url(url)
-    );
+    let msg = format!("PostgreSQL at {} unreachable: {err}", redact_url(url));
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{msg} (CI=true: PostgreSQL is required; set {DATABASE_URL_VAR})");
     }
-    eprintln!("SKIPPED: {msg} — tests ran on SQLite only");
+    let line = format!("SKIPPED: {msg} — tests ran on SQLite only");
+    // The test harness captures `eprintln!` of passing tests: say it once where it is
+    // always seen, and in every test's own output.
+    if !SKIP_ANNOUNCED.swap(true, Ordering::SeqCst) {
+        let _ = writeln!(std::io::stderr(), "\n{line}\n");
+    }
+    eprintln!("{line}");
     None
 }
 
@@ -150,16 +183,16 @@ impl TestDb {
             .ok()
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(&base))
-            .await
-        {
+        if let Some(err) = UNREACHABLE.get() {
+            return unreachable(&base, err);
+        }
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(&base)).await;
+        let mut conn = match connected {
             Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return unreachable(&base, e),
+            Ok(Err(e)) => return unreachable(&base, UNREACHABLE.get_or_init(|| e.to_string())),
             Err(_) => {
-                return unreachable(
-                    &base,
-                    format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-                );
+                let err = format!("no answer within {}s", CONNECT_TIMEOUT.as_secs());
+                return unreachable(&base, UNREACHABLE.get_or_init(|| err));
             }
         };
         if !SWEPT.swap(true, Ordering::SeqCst) {
@@ -219,8 +252,7 @@ impl Drop for TestDb {
                     .await
                     .map_err(|_| "connect timed out".to_owned())?
                     .map_err(|e| e.to_string())?;
-                sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-                    .execute(&mut conn)
+                drop_schema(&mut conn, &schema)
                     .await
                     .map_err(|e| format!("drop schema {schema}: {e}"))?;
                 let _ = conn.close().await;
@@ -244,17 +276,20 @@ mod tests {
     fn search_path_is_url_encoded() {
         assert_eq!(
             with_search_path("postgres://u@h/db", "wt_1_abcdef01"),
-            "postgres://u@h/db?options=-c%20search_path%3Dwt_1_abcdef01"
+            "postgres://u@h/db?options=-c%20search_path%3Dwt_1_abcdef01&application_name=wt_1_abcdef01"
         );
         assert_eq!(
             with_search_path("postgres://u@h/db?sslmode=disable", "s"),
-            "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Ds"
+            "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Ds&application_name=s"
         );
     }
 
     #[test]
     fn only_test_schemas_carry_a_creation_time() {
-        assert_eq!(schema_created_secs("wt_1700000000_0a1b2c3d"), Some(1_700_000_000));
+        assert_eq!(
+            schema_created_secs("wt_1700000000_0a1b2c3d"),
+            Some(1_700_000_000)
+        );
         assert_eq!(schema_created_secs("wt_1700000000_xyz"), None);
         assert_eq!(schema_created_secs("public"), None);
         assert_eq!(schema_created_secs("wt_abc_0a1b2c3d"), None);

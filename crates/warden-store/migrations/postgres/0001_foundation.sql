@@ -1,4 +1,5 @@
--- Warden foundation schema (PostgreSQL). Times are integer microseconds since the Unix epoch,
+-- Warden foundation schema (PostgreSQL). Names that are ordered use COLLATE "C" so
+-- keyset paging and tie-breaks order byte-wise, as on SQLite. Times are integer microseconds since the Unix epoch,
 -- ids are hyphenated UUID text, so the same queries run on both backends.
 CREATE TABLE tenants (
     name TEXT PRIMARY KEY,
@@ -27,7 +28,7 @@ CREATE TABLE signing_keys (
 
 CREATE TABLE queues (
     tenant TEXT NOT NULL REFERENCES tenants (name),
-    name TEXT NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
     paused BOOLEAN NOT NULL DEFAULT FALSE,
     rate_per_sec DOUBLE PRECISION,
     burst BIGINT,
@@ -97,7 +98,7 @@ CREATE TABLE audit_entries (
     seq BIGINT NOT NULL,
     id TEXT NOT NULL UNIQUE,
     created_at BIGINT NOT NULL,
-    actor TEXT NOT NULL,
+    actor TEXT COLLATE "C" NOT NULL,
     action TEXT NOT NULL,
     target_kind TEXT,
     target_id TEXT,

@@ -28,7 +28,10 @@ async fn append_audit_numbers_entries_gaplessly_per_tenant() {
         let b = db.backend;
         let (acme, globex) = (tenant("acme"), tenant("globex"));
         for i in 0..5u64 {
-            let e = store.append_audit(draft(&acme, "job.cancel")).await.unwrap();
+            let e = store
+                .append_audit(draft(&acme, "job.cancel"))
+                .await
+                .unwrap();
             assert_eq!(e.seq, i, "[{b:?}] acme seq");
             assert_eq!(e.tenant, "acme", "[{b:?}]");
             if i < 3 {
@@ -125,7 +128,11 @@ async fn list_audit_pages_newest_first_yielding_each_entry_once() {
             cursor = page.last().map(|s| s.entry.seq);
         }
         assert_eq!(pages, 5, "[{b:?}] 23 entries in pages of 5");
-        assert_eq!(seen, (0..23).rev().collect::<Vec<u64>>(), "[{b:?}] each once, newest first");
+        assert_eq!(
+            seen,
+            (0..23).rev().collect::<Vec<u64>>(),
+            "[{b:?}] each once, newest first"
+        );
         let (empty, more) = store
             .list_audit(&t, &AuditFilter::default(), Some(0), 5)
             .await
@@ -188,7 +195,11 @@ async fn list_audit_filters_by_actor_action_ticket_target_and_outcome() {
         );
         assert_eq!(
             seqs(AuditFilter {
-                actors: vec!["client:bob".into(), "client:dave".into(), "client:nobody".into()],
+                actors: vec![
+                    "client:bob".into(),
+                    "client:dave".into(),
+                    "client:nobody".into()
+                ],
                 ..Default::default()
             })
             .await,
@@ -326,17 +337,27 @@ async fn list_audit_time_range_is_since_inclusive_until_exclusive() {
             .iter()
             .map(|s| s.entry.seq)
             .collect();
-        assert_eq!(seqs, vec![3, 2, 1], "[{b:?}] since inclusive, until exclusive");
+        assert_eq!(
+            seqs,
+            vec![3, 2, 1],
+            "[{b:?}] since inclusive, until exclusive"
+        );
         let f = AuditFilter {
             since: Some(Timestamp::from_micros(times[4].as_micros() + 1)),
             ..Default::default()
         };
-        assert!(all_entries(&store, &t, &f).await.is_empty(), "[{b:?}] after the last");
+        assert!(
+            all_entries(&store, &t, &f).await.is_empty(),
+            "[{b:?}] after the last"
+        );
         let f = AuditFilter {
             until: Some(times[0]),
             ..Default::default()
         };
-        assert!(all_entries(&store, &t, &f).await.is_empty(), "[{b:?}] before the first");
+        assert!(
+            all_entries(&store, &t, &f).await.is_empty(),
+            "[{b:?}] before the first"
+        );
     }
 }
 
@@ -410,9 +431,15 @@ async fn audit_stats_count_totals_actions_outcomes_and_top_actors() {
         let store = db.open().await;
         let b = db.backend;
         let t = tenant("acme");
-        let empty = store.audit_stats(&t, &AuditFilter::default()).await.unwrap();
+        let empty = store
+            .audit_stats(&t, &AuditFilter::default())
+            .await
+            .unwrap();
         assert_eq!(empty.total, 0, "[{b:?}]");
-        assert!(empty.first_at.is_none() && empty.last_at.is_none(), "[{b:?}]");
+        assert!(
+            empty.first_at.is_none() && empty.last_at.is_none(),
+            "[{b:?}]"
+        );
         assert!(empty.top_actors.is_empty(), "[{b:?}]");
 
         // carol 3, alice 2, bob 2, dave 1 (ties broken by name).
@@ -442,7 +469,10 @@ async fn audit_stats_count_totals_actions_outcomes_and_top_actors() {
             .await
             .unwrap();
 
-        let s = store.audit_stats(&t, &AuditFilter::default()).await.unwrap();
+        let s = store
+            .audit_stats(&t, &AuditFilter::default())
+            .await
+            .unwrap();
         assert_eq!(s.total, 8, "[{b:?}] total");
         assert_eq!(
             s.by_action,
@@ -497,10 +527,16 @@ async fn audit_stats_keep_only_the_ten_most_frequent_actors() {
         let t = tenant("acme");
         for i in 0..12 {
             for _ in 0..=i {
-                store.append_audit(by(&format!("a{i:02}"), "job.cancel")).await.unwrap();
+                store
+                    .append_audit(by(&format!("a{i:02}"), "job.cancel"))
+                    .await
+                    .unwrap();
             }
         }
-        let s = store.audit_stats(&t, &AuditFilter::default()).await.unwrap();
+        let s = store
+            .audit_stats(&t, &AuditFilter::default())
+            .await
+            .unwrap();
         assert_eq!(s.total, 78, "[{b:?}]");
         let names: Vec<&str> = s.top_actors.iter().map(|a| a.actor.as_str()).collect();
         let expected: Vec<String> = (2..12).rev().map(|i| format!("client:a{i:02}")).collect();
@@ -514,19 +550,35 @@ async fn audited_actions_leave_a_metadata_only_event_in_the_outbox_until_acked()
         let store = db.open().await;
         let b = db.backend;
         let t = tenant("acme-outbox-tenant");
-        assert!(store.outbox_peek(10).await.unwrap().is_empty(), "[{b:?}] empty");
+        assert!(
+            store.outbox_peek(10).await.unwrap().is_empty(),
+            "[{b:?}] empty"
+        );
         let job = enqueue_one(&store, &t, new_job("emails", "send", serde_json::json!({}))).await;
         let mut d = job_draft(&t, "job.cancel", job.id);
         d.actor = Actor::client("secret-operator");
         store.cancel_job_audited(&t, job.id, d).await.unwrap();
-        let entry = all_entries(&store, &t, &AuditFilter::default()).await.remove(0);
+        let entry = all_entries(&store, &t, &AuditFilter::default())
+            .await
+            .remove(0);
 
         let events = store.outbox_peek(10).await.unwrap();
         assert_eq!(events.len(), 1, "[{b:?}] one event per entry");
         let ev = &events[0];
         assert_eq!(ev.topic, "audit", "[{b:?}]");
-        for secret in ["acme-outbox-tenant", "secret-operator", "OPS-1", "127.0.0.1", "req-1", "tok-1"] {
-            assert!(!ev.payload.contains(secret), "[{b:?}] {secret} leaked: {}", ev.payload);
+        for secret in [
+            "acme-outbox-tenant",
+            "secret-operator",
+            "OPS-1",
+            "127.0.0.1",
+            "req-1",
+            "tok-1",
+        ] {
+            assert!(
+                !ev.payload.contains(secret),
+                "[{b:?}] {secret} leaked: {}",
+                ev.payload
+            );
         }
         let decoded: AuditEvent = serde_json::from_str(&ev.payload).unwrap();
         assert_eq!(decoded.event_id, entry.entry.id, "[{b:?}]");
@@ -539,13 +591,23 @@ async fn audited_actions_leave_a_metadata_only_event_in_the_outbox_until_acked()
         store.append_audit(draft(&t, "queue.resume")).await.unwrap();
         let events = store.outbox_peek(10).await.unwrap();
         assert_eq!(events.len(), 3, "[{b:?}]");
-        assert!(events.windows(2).all(|w| w[0].id < w[1].id), "[{b:?}] oldest first");
-        assert_eq!(store.outbox_peek(2).await.unwrap().len(), 2, "[{b:?}] limit");
+        assert!(
+            events.windows(2).all(|w| w[0].id < w[1].id),
+            "[{b:?}] oldest first"
+        );
+        assert_eq!(
+            store.outbox_peek(2).await.unwrap().len(),
+            2,
+            "[{b:?}] limit"
+        );
         assert_eq!(store.outbox_ack(events[0].id).await.unwrap(), 1, "[{b:?}]");
         let rest = store.outbox_peek(10).await.unwrap();
         assert_eq!(rest, events[1..].to_vec(), "[{b:?}] acked event is gone");
         assert_eq!(store.outbox_ack(events[2].id).await.unwrap(), 2, "[{b:?}]");
-        assert!(store.outbox_peek(10).await.unwrap().is_empty(), "[{b:?}] all acked");
+        assert!(
+            store.outbox_peek(10).await.unwrap().is_empty(),
+            "[{b:?}] all acked"
+        );
         // The audit log itself is untouched by acks.
         assert_eq!(audit_size(&store, &t).await, 3, "[{b:?}]");
     }

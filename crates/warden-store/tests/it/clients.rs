@@ -30,16 +30,33 @@ async fn create_client_stores_it_and_writes_a_client_create_entry() {
         let t = tenant("acme");
         assert!(!store.tenant_exists(&t).await.unwrap(), "[{b:?}]");
         let c = store
-            .create_client(&t, &name("ops-bot"), &[Role::Operator, Role::Viewer], [7; 32], &cli("alice"))
+            .create_client(
+                &t,
+                &name("ops-bot"),
+                &[Role::Operator, Role::Viewer],
+                [7; 32],
+                &cli("alice"),
+            )
             .await
             .unwrap();
-        assert!(store.tenant_exists(&t).await.unwrap(), "[{b:?}] tenant created with it");
+        assert!(
+            store.tenant_exists(&t).await.unwrap(),
+            "[{b:?}] tenant created with it"
+        );
         assert_eq!(c.tenant, t, "[{b:?}]");
         assert_eq!(c.revoked_at, None, "[{b:?}]");
         let got = store.get_client(c.id).await.unwrap();
         assert_eq!(got.as_ref(), Some(&c), "[{b:?}] get_client round-trips");
-        assert_eq!(store.get_client(ClientId::new()).await.unwrap(), None, "[{b:?}]");
-        assert_eq!(store.list_clients(&t).await.unwrap(), vec![c.clone()], "[{b:?}]");
+        assert_eq!(
+            store.get_client(ClientId::new()).await.unwrap(),
+            None,
+            "[{b:?}]"
+        );
+        assert_eq!(
+            store.list_clients(&t).await.unwrap(),
+            vec![c.clone()],
+            "[{b:?}]"
+        );
 
         let entries = all_entries(&store, &t, &AuditFilter::default()).await;
         assert_eq!(entries.len(), 1, "[{b:?}]");
@@ -59,7 +76,11 @@ async fn create_client_stores_it_and_writes_a_client_create_entry() {
         // Clients are never in the event stream's targets.
         let events = store.outbox_peek(10).await.unwrap();
         assert_eq!(events.len(), 1, "[{b:?}]");
-        assert!(!events[0].payload.contains("ops-bot"), "[{b:?}] {}", events[0].payload);
+        assert!(
+            !events[0].payload.contains("ops-bot"),
+            "[{b:?}] {}",
+            events[0].payload
+        );
     }
 }
 
@@ -70,27 +91,72 @@ async fn a_duplicate_client_name_is_refused_within_a_tenant_only() {
         let b = db.backend;
         let t = tenant("acme");
         store
-            .create_client(&t, &name("ops-bot"), &[Role::Viewer], [1; 32], &cli("alice"))
+            .create_client(
+                &t,
+                &name("ops-bot"),
+                &[Role::Viewer],
+                [1; 32],
+                &cli("alice"),
+            )
             .await
             .unwrap();
         let r = store
-            .create_client(&t, &name("ops-bot"), &[Role::Admin], [2; 32], &cli("mallory"))
+            .create_client(
+                &t,
+                &name("ops-bot"),
+                &[Role::Admin],
+                [2; 32],
+                &cli("mallory"),
+            )
             .await;
         assert_rejected(b, r, ReasonCode::ValidationFailed);
-        assert_eq!(audit_size(&store, &t).await, 1, "[{b:?}] no entry for the refusal");
+        assert_eq!(
+            audit_size(&store, &t).await,
+            1,
+            "[{b:?}] no entry for the refusal"
+        );
         assert_eq!(store.list_clients(&t).await.unwrap().len(), 1, "[{b:?}]");
         // Another tenant may use the name.
         let other = store
-            .create_client(&tenant("globex"), &name("ops-bot"), &[Role::Viewer], [3; 32], &cli("bob"))
+            .create_client(
+                &tenant("globex"),
+                &name("ops-bot"),
+                &[Role::Viewer],
+                [3; 32],
+                &cli("bob"),
+            )
             .await
             .unwrap();
-        assert_eq!(store.list_clients(&tenant("globex")).await.unwrap(), vec![other], "[{b:?}]");
+        assert_eq!(
+            store.list_clients(&tenant("globex")).await.unwrap(),
+            vec![other],
+            "[{b:?}]"
+        );
         // And a client of the reserved tenant round-trips.
         let sys = store
-            .create_client(&TenantId::system(), &name("aggregator"), &[], [4; 32], &cli("root"))
+            .create_client(
+                &TenantId::system(),
+                &name("aggregator"),
+                &[],
+                [4; 32],
+                &cli("root"),
+            )
             .await
             .unwrap();
-        assert_eq!(store.get_client(sys.id).await.unwrap(), Some(sys), "[{b:?}]");
+        assert_eq!(
+            store.get_client(sys.id).await.unwrap(),
+            Some(sys),
+            "[{b:?}]"
+        );
+        let e = all_entries(&store, &TenantId::system(), &AuditFilter::default())
+            .await
+            .remove(0)
+            .entry;
+        assert_eq!(
+            e.metadata["roles"],
+            serde_json::json!([]),
+            "[{b:?}] no roles, no \"\""
+        );
     }
 }
 
@@ -109,19 +175,34 @@ async fn revoke_client_sets_revoked_at_and_writes_a_client_revoke_entry() {
         let revoked = store.revoke_client(&t, &n, &cli("bob")).await.unwrap();
         let at = revoked.revoked_at.expect("revoked");
         assert!(at >= before, "[{b:?}]");
-        assert_eq!(store.get_client(c.id).await.unwrap().unwrap().revoked_at, Some(at), "[{b:?}]");
-        let e = all_entries(&store, &t, &AuditFilter::default()).await.remove(0).entry;
+        assert_eq!(
+            store.get_client(c.id).await.unwrap().unwrap().revoked_at,
+            Some(at),
+            "[{b:?}]"
+        );
+        let e = all_entries(&store, &t, &AuditFilter::default())
+            .await
+            .remove(0)
+            .entry;
         assert_eq!(e.action, "client.revoke", "[{b:?}]");
         assert_eq!(e.actor, "cli:bob", "[{b:?}]");
         assert_eq!(e.metadata["client_id"], c.id.to_string(), "[{b:?}]");
 
         let r = store.revoke_client(&t, &n, &cli("bob")).await;
         assert_rejected(b, r, ReasonCode::InvalidStateTransition);
-        let r = store.rotate_client_secret(&t, &n, [9; 32], &cli("bob")).await;
+        let r = store
+            .rotate_client_secret(&t, &n, [9; 32], &cli("bob"))
+            .await;
         assert_rejected(b, r, ReasonCode::InvalidStateTransition);
-        let r = store.revoke_client(&tenant("globex"), &n, &cli("bob")).await;
+        let r = store
+            .revoke_client(&tenant("globex"), &n, &cli("bob"))
+            .await;
         assert_rejected(b, r, ReasonCode::ValidationFailed);
-        assert_eq!(audit_size(&store, &t).await, 2, "[{b:?}] no entries for refusals");
+        assert_eq!(
+            audit_size(&store, &t).await,
+            2,
+            "[{b:?}] no entries for refusals"
+        );
         assert_eq!(
             store.get_client(c.id).await.unwrap().unwrap().secret_digest,
             [1; 32],
@@ -141,13 +222,22 @@ async fn rotate_client_secret_replaces_the_digest_and_writes_a_client_rotate_ent
             .create_client(&t, &n, &[Role::Worker], [1; 32], &cli("alice"))
             .await
             .unwrap();
-        let rotated = store.rotate_client_secret(&t, &n, [2; 32], &cli("carol")).await.unwrap();
+        let rotated = store
+            .rotate_client_secret(&t, &n, [2; 32], &cli("carol"))
+            .await
+            .unwrap();
         assert_eq!(rotated.secret_digest, [2; 32], "[{b:?}]");
         let stored = store.get_client(c.id).await.unwrap().unwrap();
-        assert_eq!(stored.secret_digest, [2; 32], "[{b:?}] stored digest changed");
+        assert_eq!(
+            stored.secret_digest, [2; 32],
+            "[{b:?}] stored digest changed"
+        );
         assert_eq!(stored.revoked_at, None, "[{b:?}]");
         assert_eq!(stored.roles, vec![Role::Worker], "[{b:?}]");
-        let e = all_entries(&store, &t, &AuditFilter::default()).await.remove(0).entry;
+        let e = all_entries(&store, &t, &AuditFilter::default())
+            .await
+            .remove(0)
+            .entry;
         assert_eq!(e.action, "client.rotate", "[{b:?}]");
         assert_eq!(e.actor, "cli:carol", "[{b:?}]");
         assert_eq!(audit_size(&store, &t).await, 2, "[{b:?}]");
@@ -179,21 +269,40 @@ async fn only_the_first_signing_key_for_a_purpose_is_stored() {
             created_at: Timestamp::now(),
             retired_at: None,
         };
-        assert!(store.signing_keys("token").await.unwrap().is_empty(), "[{b:?}]");
-        let first = key("k1", "token", 1);
-        assert!(store.insert_signing_key_if_none(&first).await.unwrap(), "[{b:?}] stored");
         assert!(
-            !store.insert_signing_key_if_none(&key("k2", "token", 2)).await.unwrap(),
+            store.signing_keys("token").await.unwrap().is_empty(),
+            "[{b:?}]"
+        );
+        let first = key("k1", "token", 1);
+        assert!(
+            store.insert_signing_key_if_none(&first).await.unwrap(),
+            "[{b:?}] stored"
+        );
+        assert!(
+            !store
+                .insert_signing_key_if_none(&key("k2", "token", 2))
+                .await
+                .unwrap(),
             "[{b:?}] a second active key is not stored"
         );
         let keys = store.signing_keys("token").await.unwrap();
         assert_eq!(keys, vec![first], "[{b:?}] the first key, secret intact");
-        assert!(store.signing_keys("checkpoint").await.unwrap().is_empty(), "[{b:?}]");
         assert!(
-            store.insert_signing_key_if_none(&key("c1", "checkpoint", 3)).await.unwrap(),
+            store.signing_keys("checkpoint").await.unwrap().is_empty(),
+            "[{b:?}]"
+        );
+        assert!(
+            store
+                .insert_signing_key_if_none(&key("c1", "checkpoint", 3))
+                .await
+                .unwrap(),
             "[{b:?}] purposes are independent"
         );
-        assert_eq!(store.signing_keys("checkpoint").await.unwrap().len(), 1, "[{b:?}]");
+        assert_eq!(
+            store.signing_keys("checkpoint").await.unwrap().len(),
+            1,
+            "[{b:?}]"
+        );
     }
 }
 
@@ -225,6 +334,58 @@ async fn nodes_starting_at_once_agree_on_one_signing_key() {
             }
         }
         assert_eq!(stored, 1, "[{b:?}] exactly one node stores its key");
-        assert_eq!(store.signing_keys("token").await.unwrap().len(), 1, "[{b:?}]");
+        assert_eq!(
+            store.signing_keys("token").await.unwrap().len(),
+            1,
+            "[{b:?}]"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_of_one_client_name_make_one_client_and_refuse_the_rest() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        // A new tenant (its row is created by the first create) and an existing one.
+        for (round, client) in ["first", "second", "third"].into_iter().enumerate() {
+            let tasks: Vec<_> = (0..8u8)
+                .map(|i| {
+                    let (store, t) = (store.clone(), t.clone());
+                    tokio::spawn(async move {
+                        store
+                            .create_client(
+                                &t,
+                                &name(client),
+                                &[Role::Viewer],
+                                [i; 32],
+                                &cli("alice"),
+                            )
+                            .await
+                    })
+                })
+                .collect();
+            let mut ok = 0;
+            for task in tasks {
+                match task.await.unwrap() {
+                    Ok(_) => ok += 1,
+                    r => {
+                        assert_rejected(b, r, ReasonCode::ValidationFailed);
+                    }
+                }
+            }
+            assert_eq!(ok, 1, "[{b:?}] one create of {client} wins");
+            assert_eq!(
+                store.list_clients(&t).await.unwrap().len(),
+                round + 1,
+                "[{b:?}]"
+            );
+            assert_eq!(
+                audit_size(&store, &t).await,
+                round as u64 + 1,
+                "[{b:?}] one entry each"
+            );
+        }
     }
 }

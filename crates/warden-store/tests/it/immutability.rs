@@ -53,18 +53,31 @@ async fn the_database_refuses_to_change_or_remove_audit_entries_and_leaves() {
         let store = db.open().await;
         let b = db.backend;
         for _ in 0..3 {
-            store.append_audit(draft(&tenant("acme"), "job.cancel")).await.unwrap();
+            store
+                .append_audit(draft(&tenant("acme"), "job.cancel"))
+                .await
+                .unwrap();
         }
-        store.append_audit(draft(&tenant("globex"), "job.cancel")).await.unwrap();
+        store
+            .append_audit(draft(&tenant("globex"), "job.cancel"))
+            .await
+            .unwrap();
         let before = snapshot(&store).await;
         assert_eq!(before.len(), 4, "[{b:?}]");
         for sql in tampering(b) {
             let r = store.execute_raw(sql).await;
             assert!(r.is_err(), "[{b:?}] `{sql}` must fail, got {r:?}");
-            assert_eq!(snapshot(&store).await, before, "[{b:?}] `{sql}` changed the log");
+            assert_eq!(
+                snapshot(&store).await,
+                before,
+                "[{b:?}] `{sql}` changed the log"
+            );
         }
         // The log still grows normally afterwards.
-        let e = store.append_audit(draft(&tenant("acme"), "job.cancel")).await.unwrap();
+        let e = store
+            .append_audit(draft(&tenant("acme"), "job.cancel"))
+            .await
+            .unwrap();
         assert_eq!(e.seq, 3, "[{b:?}]");
         assert_eq!(audit_size(&store, &tenant("acme")).await, 4, "[{b:?}]");
     }
@@ -75,7 +88,10 @@ async fn an_entry_whose_seq_or_id_is_taken_cannot_be_inserted() {
     for db in TestDb::all().await {
         let store = db.open().await;
         let b = db.backend;
-        store.append_audit(draft(&tenant("acme"), "job.cancel")).await.unwrap();
+        store
+            .append_audit(draft(&tenant("acme"), "job.cancel"))
+            .await
+            .unwrap();
         let before = snapshot(&store).await;
         for sql in [
             "INSERT INTO audit_entries SELECT tenant, seq, id || 'x', created_at, actor, action, target_kind, target_id, outcome, reason_code, operator_ticket, canonical FROM audit_entries",

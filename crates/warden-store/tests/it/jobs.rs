@@ -25,7 +25,11 @@ async fn enqueue_creates_an_available_job_with_its_timeline() {
         let b = db.backend;
         let t = tenant("acme");
         let before = Timestamp::now();
-        let mut nj = new_job("emails", "send", serde_json::json!({"to": "a@example.com", "n": [1, 2]}));
+        let mut nj = new_job(
+            "emails",
+            "send",
+            serde_json::json!({"to": "a@example.com", "n": [1, 2]}),
+        );
         nj.priority = -5;
         nj.max_attempts = 7;
         let created = enqueue_one(&store, &t, nj.clone()).await;
@@ -89,7 +93,10 @@ async fn reusing_an_idempotency_key_for_the_same_job_returns_the_existing_one() 
         let payload = serde_json::json!({"b": 2, "a": 1});
         let first = enqueue_one(&store, &t, keyed_job("order-42", payload.clone())).await;
         let again = store
-            .enqueue(&t, vec![keyed_job("order-42", serde_json::json!({"a": 1, "b": 2}))])
+            .enqueue(
+                &t,
+                vec![keyed_job("order-42", serde_json::json!({"a": 1, "b": 2}))],
+            )
             .await
             .unwrap();
         assert_eq!(again.len(), 1, "[{b:?}]");
@@ -101,7 +108,10 @@ async fn reusing_an_idempotency_key_for_the_same_job_returns_the_existing_one() 
             .enqueue(&tenant("globex"), vec![keyed_job("order-42", payload)])
             .await
             .unwrap();
-        assert!(other[0].created, "[{b:?}] another tenant may use the same key");
+        assert!(
+            other[0].created,
+            "[{b:?}] another tenant may use the same key"
+        );
         // Mixed batch: one reused key, one new job.
         let mixed = store
             .enqueue(
@@ -125,7 +135,12 @@ async fn reusing_an_idempotency_key_for_a_different_job_is_an_idempotency_confli
         let store = db.open().await;
         let b = db.backend;
         let t = tenant("acme");
-        enqueue_one(&store, &t, keyed_job("order-42", serde_json::json!({"a": 1}))).await;
+        enqueue_one(
+            &store,
+            &t,
+            keyed_job("order-42", serde_json::json!({"a": 1})),
+        )
+        .await;
         for conflicting in [
             keyed_job("order-42", serde_json::json!({"a": 2})),
             NewJob {
@@ -138,16 +153,26 @@ async fn reusing_an_idempotency_key_for_a_different_job_is_an_idempotency_confli
             },
         ] {
             let r = store
-                .enqueue(&t, vec![new_job("q", "t", serde_json::json!({})), conflicting])
+                .enqueue(
+                    &t,
+                    vec![new_job("q", "t", serde_json::json!({})), conflicting],
+                )
                 .await;
             assert_rejected(b, r, ReasonCode::IdempotencyConflict);
         }
-        assert_eq!(all_jobs(&store, &t).await.len(), 1, "[{b:?}] nothing created");
+        assert_eq!(
+            all_jobs(&store, &t).await.len(),
+            1,
+            "[{b:?}] nothing created"
+        );
         // A key twice in one batch is a validation error.
         let r = store
             .enqueue(
                 &t,
-                vec![keyed_job("k", serde_json::json!({})), keyed_job("k", serde_json::json!({}))],
+                vec![
+                    keyed_job("k", serde_json::json!({})),
+                    keyed_job("k", serde_json::json!({})),
+                ],
             )
             .await;
         assert_rejected(b, r, ReasonCode::ValidationFailed);
@@ -163,10 +188,17 @@ async fn reusing_a_client_chosen_id_is_a_duplicate_job_id() {
         let nj = dependent_job("q", vec![]);
         enqueue_one(&store, &t, nj.clone()).await;
         let r = store
-            .enqueue(&t, vec![new_job("q", "t", serde_json::json!({})), nj.clone()])
+            .enqueue(
+                &t,
+                vec![new_job("q", "t", serde_json::json!({})), nj.clone()],
+            )
             .await;
         assert_rejected(b, r, ReasonCode::DuplicateJobId);
-        assert_eq!(all_jobs(&store, &t).await.len(), 1, "[{b:?}] nothing created");
+        assert_eq!(
+            all_jobs(&store, &t).await.len(),
+            1,
+            "[{b:?}] nothing created"
+        );
         // Ids are per tenant.
         enqueue_one(&store, &tenant("globex"), nj).await;
     }
@@ -181,10 +213,17 @@ async fn a_job_depending_on_another_in_its_batch_is_pending() {
         let a = dependent_job("q", vec![]);
         let bj = dependent_job("q", vec![a.id]);
         // Dependents may come before their dependencies in the batch.
-        let out = store.enqueue(&t, vec![bj.clone(), a.clone()]).await.unwrap();
+        let out = store
+            .enqueue(&t, vec![bj.clone(), a.clone()])
+            .await
+            .unwrap();
         assert_eq!(out[0].job.id, bj.id, "[{b:?}] outcomes in request order");
         assert_eq!(out[0].job.state, JobState::Pending, "[{b:?}] B waits for A");
-        assert_eq!(out[1].job.state, JobState::Available, "[{b:?}] A is runnable");
+        assert_eq!(
+            out[1].job.state,
+            JobState::Available,
+            "[{b:?}] A is runnable"
+        );
         let got = job(&store, &t, bj.id).await;
         assert_eq!(got.state, JobState::Pending, "[{b:?}]");
         assert_eq!(got.depends_on, vec![a.id], "[{b:?}] depends_on is kept");
@@ -216,12 +255,20 @@ async fn self_dependencies_and_cycles_are_refused_and_create_nothing() {
         let r = store
             .enqueue(
                 &t,
-                vec![new_job("q", "t", serde_json::json!({})), mk(x, z), mk(y, x), mk(z, y)],
+                vec![
+                    new_job("q", "t", serde_json::json!({})),
+                    mk(x, z),
+                    mk(y, x),
+                    mk(z, y),
+                ],
             )
             .await;
         let r = assert_rejected(b, r, ReasonCode::ValidationFailed);
         assert!(r.detail.contains("cycle"), "[{b:?}] {}", r.detail);
-        assert!(all_jobs(&store, &t).await.is_empty(), "[{b:?}] nothing created");
+        assert!(
+            all_jobs(&store, &t).await.is_empty(),
+            "[{b:?}] nothing created"
+        );
         assert!(
             store.get_queue(&t, &queue("q")).await.unwrap().is_none(),
             "[{b:?}] not even the queue"
@@ -235,19 +282,33 @@ async fn a_dependency_on_an_unknown_job_is_refused() {
         let store = db.open().await;
         let b = db.backend;
         let t = tenant("acme");
-        let other_tenants = enqueue_one(&store, &tenant("globex"), new_job("q", "t", serde_json::json!({}))).await;
+        let other_tenants = enqueue_one(
+            &store,
+            &tenant("globex"),
+            new_job("q", "t", serde_json::json!({})),
+        )
+        .await;
         for missing in [JobId::new(), other_tenants.id] {
             let r = store
                 .enqueue(
                     &t,
-                    vec![new_job("q", "t", serde_json::json!({})), dependent_job("q", vec![missing])],
+                    vec![
+                        new_job("q", "t", serde_json::json!({})),
+                        dependent_job("q", vec![missing]),
+                    ],
                 )
                 .await;
             let r = assert_rejected(b, r, ReasonCode::ValidationFailed);
             assert_eq!(r.errors[0].field, "jobs[1].depends_on", "[{b:?}]");
-            assert!(r.errors[0].message.contains(&missing.to_string()), "[{b:?}]");
+            assert!(
+                r.errors[0].message.contains(&missing.to_string()),
+                "[{b:?}]"
+            );
         }
-        assert!(all_jobs(&store, &t).await.is_empty(), "[{b:?}] nothing created");
+        assert!(
+            all_jobs(&store, &t).await.is_empty(),
+            "[{b:?}] nothing created"
+        );
     }
 }
 
@@ -264,16 +325,27 @@ async fn a_job_depending_on_a_canceled_job_is_canceled_upstream_failed() {
             .unwrap();
         let nb = dependent_job("q", vec![a.id]);
         let nc = dependent_job("q", vec![nb.id]);
-        let out = store.enqueue(&t, vec![nb.clone(), nc.clone()]).await.unwrap();
+        let out = store
+            .enqueue(&t, vec![nb.clone(), nc.clone()])
+            .await
+            .unwrap();
         for (o, id) in out.iter().zip([nb.id, nc.id]) {
             assert_eq!(o.job.state, JobState::Canceled, "[{b:?}] {id}");
-            assert_eq!(o.job.reason_code, Some(ReasonCode::UpstreamFailed), "[{b:?}]");
+            assert_eq!(
+                o.job.reason_code,
+                Some(ReasonCode::UpstreamFailed),
+                "[{b:?}]"
+            );
             let got = job(&store, &t, id).await;
             assert_eq!(got.state, JobState::Canceled, "[{b:?}]");
             assert_eq!(got.reason_code, Some(ReasonCode::UpstreamFailed), "[{b:?}]");
             let tl = got.timeline.unwrap();
             assert_eq!(tl.len(), 1, "[{b:?}]");
-            assert_eq!(tl[0].reason_code, Some(ReasonCode::UpstreamFailed), "[{b:?}]");
+            assert_eq!(
+                tl[0].reason_code,
+                Some(ReasonCode::UpstreamFailed),
+                "[{b:?}]"
+            );
         }
     }
 }
@@ -288,7 +360,11 @@ async fn a_batch_of_2000_jobs_is_all_or_nothing() {
             (0..n)
                 .map(|i| NewJob {
                     priority: (i % 10) as i32,
-                    ..new_job(&format!("q{}", i % 3), "bulk", serde_json::json!({ "i": i }))
+                    ..new_job(
+                        &format!("q{}", i % 3),
+                        "bulk",
+                        serde_json::json!({ "i": i }),
+                    )
                 })
                 .collect()
         };
@@ -298,7 +374,10 @@ async fn a_batch_of_2000_jobs_is_all_or_nothing() {
         let r = store.enqueue(&t, bad).await;
         let r = assert_rejected(b, r, ReasonCode::ValidationFailed);
         assert_eq!(r.errors[0].field, "jobs[1999].depends_on", "[{b:?}]");
-        assert!(all_jobs(&store, &t).await.is_empty(), "[{b:?}] none created");
+        assert!(
+            all_jobs(&store, &t).await.is_empty(),
+            "[{b:?}] none created"
+        );
 
         // A duplicate id discovered by the database at the end rolls everything back too.
         let existing = enqueue_one(&store, &t, new_job("q0", "bulk", serde_json::json!({}))).await;
@@ -316,7 +395,10 @@ async fn a_batch_of_2000_jobs_is_all_or_nothing() {
         let listed = all_jobs(&store, &t).await;
         assert_eq!(listed.len(), 2001, "[{b:?}] all listed");
         let listed_ids: HashSet<JobId> = listed.iter().map(|j| j.id).collect();
-        assert!(ids.is_subset(&listed_ids), "[{b:?}] every job of the batch is listed");
+        assert!(
+            ids.is_subset(&listed_ids),
+            "[{b:?}] every job of the batch is listed"
+        );
         let q0 = store.get_queue(&t, &queue("q0")).await.unwrap().unwrap();
         assert_eq!(q0.depth["available"], 668, "[{b:?}] 667 of the batch + 1");
     }
@@ -330,9 +412,18 @@ async fn list_jobs_pages_newest_first_yielding_each_job_once() {
         let t = tenant("acme");
         let mut ids = Vec::new();
         for i in 0..23 {
-            ids.push(enqueue_one(&store, &t, new_job("q", "t", serde_json::json!({ "i": i }))).await.id);
+            ids.push(
+                enqueue_one(&store, &t, new_job("q", "t", serde_json::json!({ "i": i })))
+                    .await
+                    .id,
+            );
         }
-        enqueue_one(&store, &tenant("globex"), new_job("q", "t", serde_json::json!({}))).await;
+        enqueue_one(
+            &store,
+            &tenant("globex"),
+            new_job("q", "t", serde_json::json!({})),
+        )
+        .await;
         ids.reverse();
         let mut seen = Vec::new();
         let mut cursor = None;
@@ -359,8 +450,18 @@ async fn list_jobs_filters_by_queue_state_type_and_time() {
         let b = db.backend;
         let t = tenant("acme");
         let a = enqueue_one(&store, &t, new_job("emails", "send", serde_json::json!({}))).await;
-        let bj = enqueue_one(&store, &t, new_job("emails", "bounce", serde_json::json!({}))).await;
-        let c = enqueue_one(&store, &t, new_job("reports", "send", serde_json::json!({}))).await;
+        let bj = enqueue_one(
+            &store,
+            &t,
+            new_job("emails", "bounce", serde_json::json!({})),
+        )
+        .await;
+        let c = enqueue_one(
+            &store,
+            &t,
+            new_job("reports", "send", serde_json::json!({})),
+        )
+        .await;
         let d = enqueue_one(&store, &t, dependent_job("reports", vec![c.id])).await;
         store
             .cancel_job_audited(&t, bj.id, job_draft(&t, "job.cancel", bj.id))
@@ -375,22 +476,38 @@ async fn list_jobs_filters_by_queue_state_type_and_time() {
             }
         };
         assert_eq!(
-            ids(JobFilter { queue: Some(queue("emails")), ..Default::default() }).await,
+            ids(JobFilter {
+                queue: Some(queue("emails")),
+                ..Default::default()
+            })
+            .await,
             vec![bj.id, a.id],
             "[{b:?}] queue"
         );
         assert_eq!(
-            ids(JobFilter { state: Some(JobState::Canceled), ..Default::default() }).await,
+            ids(JobFilter {
+                state: Some(JobState::Canceled),
+                ..Default::default()
+            })
+            .await,
             vec![bj.id],
             "[{b:?}] state"
         );
         assert_eq!(
-            ids(JobFilter { state: Some(JobState::Pending), ..Default::default() }).await,
+            ids(JobFilter {
+                state: Some(JobState::Pending),
+                ..Default::default()
+            })
+            .await,
             vec![d.id],
             "[{b:?}] pending"
         );
         assert_eq!(
-            ids(JobFilter { job_type: Some(job_type("send")), ..Default::default() }).await,
+            ids(JobFilter {
+                job_type: Some(job_type("send")),
+                ..Default::default()
+            })
+            .await,
             vec![c.id, a.id],
             "[{b:?}] type"
         );
@@ -429,7 +546,10 @@ async fn list_jobs_filters_by_queue_state_type_and_time() {
         let (page, _) = store
             .list_jobs(
                 &t,
-                &JobFilter { since: Some(a.created_at), ..Default::default() },
+                &JobFilter {
+                    since: Some(a.created_at),
+                    ..Default::default()
+                },
                 Some(c.id),
                 10,
             )
@@ -450,13 +570,26 @@ async fn another_tenants_jobs_are_invisible() {
         let b = db.backend;
         let (acme, globex) = (tenant("acme"), tenant("globex"));
         let j = enqueue_one(&store, &acme, new_job("q", "t", serde_json::json!({}))).await;
-        assert!(store.get_job(&globex, j.id).await.unwrap().is_none(), "[{b:?}] get_job");
-        assert!(all_jobs(&store, &globex).await.is_empty(), "[{b:?}] list_jobs");
         assert!(
-            store.snapshot_job_ids(&globex, &JobFilter::default(), 100).await.unwrap().is_empty(),
+            store.get_job(&globex, j.id).await.unwrap().is_none(),
+            "[{b:?}] get_job"
+        );
+        assert!(
+            all_jobs(&store, &globex).await.is_empty(),
+            "[{b:?}] list_jobs"
+        );
+        assert!(
+            store
+                .snapshot_job_ids(&globex, &JobFilter::default(), 100)
+                .await
+                .unwrap()
+                .is_empty(),
             "[{b:?}] snapshot"
         );
-        assert!(store.get_job(&acme, j.id).await.unwrap().is_some(), "[{b:?}] own job");
+        assert!(
+            store.get_job(&acme, j.id).await.unwrap().is_some(),
+            "[{b:?}] own job"
+        );
     }
 }
 
@@ -480,18 +613,29 @@ async fn cancel_job_audited_cancels_an_available_job_with_one_entry() {
         assert_eq!(e.action, "job.cancel", "[{b:?}]");
         assert_eq!(e.outcome, Outcome::Allowed, "[{b:?}]");
         assert_eq!(e.actor, "client:alice", "[{b:?}]");
-        assert_eq!(e.target_id.as_deref(), Some(j.id.to_string().as_str()), "[{b:?}]");
+        assert_eq!(
+            e.target_id.as_deref(),
+            Some(j.id.to_string().as_str()),
+            "[{b:?}]"
+        );
         assert_eq!(e.operator_ticket.as_deref(), Some("OPS-1"), "[{b:?}]");
         assert_eq!(e.metadata["state_before"], "available", "[{b:?}]");
         assert_eq!(e.metadata["dependents_canceled"], 0, "[{b:?}]");
-        assert_eq!(e.metadata["note"], "kept", "[{b:?}] caller metadata is kept");
+        assert_eq!(
+            e.metadata["note"], "kept",
+            "[{b:?}] caller metadata is kept"
+        );
 
         let got = job(&store, &t, j.id).await;
         assert_eq!(got.state, JobState::Canceled, "[{b:?}] stored state");
         let tl = got.timeline.unwrap();
         assert_eq!(tl.len(), 2, "[{b:?}]");
         assert_eq!(tl[1].state, JobState::Canceled, "[{b:?}]");
-        assert_eq!(tl[1].actor.as_deref(), Some("client:alice"), "[{b:?}] who canceled");
+        assert_eq!(
+            tl[1].actor.as_deref(),
+            Some("client:alice"),
+            "[{b:?}] who canceled"
+        );
         assert_eq!(tl[1].at, e.created_at, "[{b:?}] same instant as the entry");
     }
 }
@@ -508,9 +652,15 @@ async fn canceling_a_pending_job_records_state_before_pending() {
             .cancel_job_audited(&t, p.id, job_draft(&t, "job.cancel", p.id))
             .await
             .unwrap();
-        let e = all_entries(&store, &t, &AuditFilter::default()).await.remove(0);
+        let e = all_entries(&store, &t, &AuditFilter::default())
+            .await
+            .remove(0);
         assert_eq!(e.entry.metadata["state_before"], "pending", "[{b:?}]");
-        assert_eq!(job(&store, &t, a.id).await.state, JobState::Available, "[{b:?}] upstream untouched");
+        assert_eq!(
+            job(&store, &t, a.id).await.state,
+            JobState::Available,
+            "[{b:?}] upstream untouched"
+        );
     }
 }
 
@@ -570,27 +720,59 @@ async fn canceling_a_job_cascades_upstream_failed_to_pending_dependents() {
         let unrelated = dependent_job("q", vec![]);
         let d = dependent_job("q", vec![unrelated.id]);
         store
-            .enqueue(&t, vec![a.clone(), bj.clone(), c.clone(), unrelated.clone(), d.clone()])
+            .enqueue(
+                &t,
+                vec![
+                    a.clone(),
+                    bj.clone(),
+                    c.clone(),
+                    unrelated.clone(),
+                    d.clone(),
+                ],
+            )
             .await
             .unwrap();
         store
             .cancel_job_audited(&t, a.id, job_draft(&t, "job.cancel", a.id))
             .await
             .unwrap();
-        assert_eq!(job(&store, &t, a.id).await.state, JobState::Canceled, "[{b:?}]");
-        assert_eq!(job(&store, &t, a.id).await.reason_code, None, "[{b:?}] A was canceled by hand");
+        assert_eq!(
+            job(&store, &t, a.id).await.state,
+            JobState::Canceled,
+            "[{b:?}]"
+        );
+        assert_eq!(
+            job(&store, &t, a.id).await.reason_code,
+            None,
+            "[{b:?}] A was canceled by hand"
+        );
         for id in [bj.id, c.id] {
             let got = job(&store, &t, id).await;
             assert_eq!(got.state, JobState::Canceled, "[{b:?}] dependent {id}");
             assert_eq!(got.reason_code, Some(ReasonCode::UpstreamFailed), "[{b:?}]");
             let last = got.timeline.unwrap().pop().unwrap();
             assert_eq!(last.state, JobState::Canceled, "[{b:?}]");
-            assert_eq!(last.reason_code, Some(ReasonCode::UpstreamFailed), "[{b:?}]");
+            assert_eq!(
+                last.reason_code,
+                Some(ReasonCode::UpstreamFailed),
+                "[{b:?}]"
+            );
         }
-        assert_eq!(job(&store, &t, d.id).await.state, JobState::Pending, "[{b:?}] unrelated");
+        assert_eq!(
+            job(&store, &t, d.id).await.state,
+            JobState::Pending,
+            "[{b:?}] unrelated"
+        );
         let entries = all_entries(&store, &t, &AuditFilter::default()).await;
-        assert_eq!(entries.len(), 1, "[{b:?}] one entry for the operator's action");
-        assert_eq!(entries[0].entry.metadata["dependents_canceled"], 2, "[{b:?}]");
+        assert_eq!(
+            entries.len(),
+            1,
+            "[{b:?}] one entry for the operator's action"
+        );
+        assert_eq!(
+            entries[0].entry.metadata["dependents_canceled"], 2,
+            "[{b:?}]"
+        );
     }
 }
 
@@ -609,17 +791,31 @@ async fn a_failing_audit_append_rolls_the_cancel_back() {
         d.metadata = serde_json::json!({"x": 1.5}); // floats are refused by the ledger
         let r = store.cancel_job_audited(&t, a.id, d).await;
         assert!(matches!(r, Err(StoreError::Encode(_))), "[{b:?}] {r:?}");
-        assert_eq!(job(&store, &t, a.id).await, before_a, "[{b:?}] still available");
+        assert_eq!(
+            job(&store, &t, a.id).await,
+            before_a,
+            "[{b:?}] still available"
+        );
         assert_eq!(before_a.state, JobState::Available, "[{b:?}]");
-        assert_eq!(job(&store, &t, dep.id).await, before_dep, "[{b:?}] cascade rolled back");
+        assert_eq!(
+            job(&store, &t, dep.id).await,
+            before_dep,
+            "[{b:?}] cascade rolled back"
+        );
         assert_eq!(audit_size(&store, &t).await, 0, "[{b:?}] no entry");
-        assert_eq!(store.outbox_peek(100).await.unwrap(), outbox_before, "[{b:?}] no event");
+        assert_eq!(
+            store.outbox_peek(100).await.unwrap(),
+            outbox_before,
+            "[{b:?}] no event"
+        );
         // And the store is fine afterwards: a good cancel gets seq 0.
         store
             .cancel_job_audited(&t, a.id, job_draft(&t, "job.cancel", a.id))
             .await
             .unwrap();
-        let e = all_entries(&store, &t, &AuditFilter::default()).await.remove(0);
+        let e = all_entries(&store, &t, &AuditFilter::default())
+            .await
+            .remove(0);
         assert_eq!(e.entry.seq, 0, "[{b:?}] the failed append left no gap");
     }
 }
@@ -675,11 +871,22 @@ async fn replay_job_audited_creates_a_new_available_job_and_leaves_the_old_one()
         assert_eq!(got.queue, old.queue, "[{b:?}]");
         assert_eq!(got.priority, 3, "[{b:?}]");
         assert_eq!(got.max_attempts, 9, "[{b:?}]");
-        assert_eq!(got.idempotency_key, None, "[{b:?}] the key stays with the old job");
+        assert_eq!(
+            got.idempotency_key, None,
+            "[{b:?}] the key stays with the old job"
+        );
         let tl = got.timeline.unwrap();
         assert_eq!(tl.len(), 1, "[{b:?}]");
-        assert_eq!(tl[0].actor.as_deref(), Some("client:ops-bot"), "[{b:?}] who replayed");
-        assert_eq!(job(&store, &t, old.id).await, old_before, "[{b:?}] old job unchanged");
+        assert_eq!(
+            tl[0].actor.as_deref(),
+            Some("client:ops-bot"),
+            "[{b:?}] who replayed"
+        );
+        assert_eq!(
+            job(&store, &t, old.id).await,
+            old_before,
+            "[{b:?}] old job unchanged"
+        );
 
         let entries = all_entries(&store, &t, &AuditFilter::default()).await;
         assert_eq!(entries.len(), 2, "[{b:?}] cancel + replay");
@@ -695,7 +902,10 @@ async fn replay_job_audited_creates_a_new_available_job_and_leaves_the_old_one()
         assert_ne!(again.id, new.id, "[{b:?}]");
         // The idempotency key still finds the old job.
         let out = store
-            .enqueue(&t, vec![keyed_job("order-1", serde_json::json!({"x": "y"}))])
+            .enqueue(
+                &t,
+                vec![keyed_job("order-1", serde_json::json!({"x": "y"}))],
+            )
             .await
             .unwrap();
         assert_eq!(out[0].job.id, old.id, "[{b:?}]");
@@ -716,9 +926,18 @@ async fn replaying_a_non_terminal_or_unknown_job_is_refused_without_an_entry() {
                 .await;
             assert_rejected(b, r, ReasonCode::InvalidStateTransition);
         }
-        let foreign = enqueue_one(&store, &tenant("globex"), new_job("q", "t", serde_json::json!({}))).await;
+        let foreign = enqueue_one(
+            &store,
+            &tenant("globex"),
+            new_job("q", "t", serde_json::json!({})),
+        )
+        .await;
         store
-            .cancel_job_audited(&tenant("globex"), foreign.id, job_draft(&tenant("globex"), "job.cancel", foreign.id))
+            .cancel_job_audited(
+                &tenant("globex"),
+                foreign.id,
+                job_draft(&tenant("globex"), "job.cancel", foreign.id),
+            )
             .await
             .unwrap();
         for id in [JobId::new(), foreign.id] {
@@ -762,12 +981,18 @@ async fn replay_chunk_audited_replays_terminal_jobs_and_skips_the_rest_in_order(
         };
         assert_eq!(
             outcomes[1],
-            ReplayOutcome::Skipped { id: y.id, code: ReasonCode::InvalidStateTransition },
+            ReplayOutcome::Skipped {
+                id: y.id,
+                code: ReasonCode::InvalidStateTransition
+            },
             "[{b:?}]"
         );
         assert_eq!(
             outcomes[2],
-            ReplayOutcome::Skipped { id: unknown, code: ReasonCode::UnknownJobId },
+            ReplayOutcome::Skipped {
+                id: unknown,
+                code: ReasonCode::UnknownJobId
+            },
             "[{b:?}]"
         );
         let new_w = match outcomes[3] {
@@ -779,12 +1004,23 @@ async fn replay_chunk_audited_replays_terminal_jobs_and_skips_the_rest_in_order(
             assert_eq!(got.state, JobState::Available, "[{b:?}]");
             assert_eq!(got.replay_of, Some(old), "[{b:?}]");
         }
-        assert_eq!(job(&store, &t, y.id).await.state, JobState::Available, "[{b:?}] skipped job untouched");
-        assert_eq!(audit_size(&store, &t).await, size_before + 2, "[{b:?}] one entry per replay");
+        assert_eq!(
+            job(&store, &t, y.id).await.state,
+            JobState::Available,
+            "[{b:?}] skipped job untouched"
+        );
+        assert_eq!(
+            audit_size(&store, &t).await,
+            size_before + 2,
+            "[{b:?}] one entry per replay"
+        );
         let entries = all_entries(
             &store,
             &t,
-            &AuditFilter { actions: vec!["job.replay".into()], ..Default::default() },
+            &AuditFilter {
+                actions: vec!["job.replay".into()],
+                ..Default::default()
+            },
         )
         .await;
         assert_eq!(entries.len(), 2, "[{b:?}]");
@@ -794,8 +1030,15 @@ async fn replay_chunk_audited_replays_terminal_jobs_and_skips_the_rest_in_order(
             assert_eq!(e.metadata["bulk_id"], "bulk-7", "[{b:?}]");
             assert_eq!(e.metadata["new_job_id"], new.to_string(), "[{b:?}]");
             assert_eq!(e.metadata["state_before"], "canceled", "[{b:?}]");
-            assert_eq!(e.metadata["filter"], "state=canceled", "[{b:?}] template metadata kept");
-            assert_eq!(e.target_id.as_deref(), Some(old.to_string().as_str()), "[{b:?}]");
+            assert_eq!(
+                e.metadata["filter"], "state=canceled",
+                "[{b:?}] template metadata kept"
+            );
+            assert_eq!(
+                e.target_id.as_deref(),
+                Some(old.to_string().as_str()),
+                "[{b:?}]"
+            );
             assert_eq!(e.target_kind.as_deref(), Some("job"), "[{b:?}]");
         }
         // A chunk with nothing to replay writes nothing.
@@ -803,7 +1046,12 @@ async fn replay_chunk_audited_replays_terminal_jobs_and_skips_the_rest_in_order(
             .replay_chunk_audited(&t, &[y.id, unknown], &template, "bulk-8")
             .await
             .unwrap();
-        assert!(outcomes.iter().all(|o| matches!(o, ReplayOutcome::Skipped { .. })), "[{b:?}]");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, ReplayOutcome::Skipped { .. })),
+            "[{b:?}]"
+        );
         assert_eq!(audit_size(&store, &t).await, size_before + 2, "[{b:?}]");
     }
 }
@@ -825,14 +1073,124 @@ async fn snapshot_job_ids_lists_matching_ids_oldest_first() {
                 canceled.push(j.id);
             }
         }
-        let f = JobFilter { state: Some(JobState::Canceled), ..Default::default() };
+        let f = JobFilter {
+            state: Some(JobState::Canceled),
+            ..Default::default()
+        };
         let ids = store.snapshot_job_ids(&t, &f, 100).await.unwrap();
         assert_eq!(ids, canceled, "[{b:?}] canceled ones, oldest first");
-        let all = store.snapshot_job_ids(&t, &JobFilter::default(), 100).await.unwrap();
+        let all = store
+            .snapshot_job_ids(&t, &JobFilter::default(), 100)
+            .await
+            .unwrap();
         assert_eq!(all.len(), 6, "[{b:?}]");
         assert!(all.windows(2).all(|w| w[0] < w[1]), "[{b:?}] oldest first");
         // Jobs enqueued after the snapshot are not in it.
         enqueue_one(&store, &t, new_job("q", "t", serde_json::json!({}))).await;
         assert_eq!(ids.len(), 3, "[{b:?}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_enqueues_with_one_idempotency_key_create_one_job() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        for round in 0..5 {
+            let key = format!("retry-{round}");
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (store, t, key) = (store.clone(), t.clone(), key.clone());
+                    tokio::spawn(async move {
+                        store
+                            .enqueue(&t, vec![keyed_job(&key, serde_json::json!({"same": true}))])
+                            .await
+                    })
+                })
+                .collect();
+            let mut ids = HashSet::new();
+            let mut created = 0;
+            for task in tasks {
+                let out = task
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("[{b:?}] an idempotent retry must not fail: {e}"));
+                ids.insert(out[0].job.id);
+                created += usize::from(out[0].created);
+            }
+            assert_eq!(ids.len(), 1, "[{b:?}] every request got the same job");
+            assert_eq!(created, 1, "[{b:?}] exactly one created it");
+        }
+        assert_eq!(all_jobs(&store, &t).await.len(), 5, "[{b:?}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_cancels_of_one_job_write_one_entry() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let j = enqueue_one(&store, &t, new_job("q", "t", serde_json::json!({}))).await;
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, t) = (store.clone(), t.clone());
+                tokio::spawn(async move {
+                    store
+                        .cancel_job_audited(&t, j.id, job_draft(&t, "job.cancel", j.id))
+                        .await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => ok += 1,
+                r => {
+                    assert_rejected(b, r, ReasonCode::InvalidStateTransition);
+                }
+            }
+        }
+        assert_eq!(ok, 1, "[{b:?}] one cancel wins");
+        assert_eq!(audit_size(&store, &t).await, 1, "[{b:?}] one entry");
+        let tl = job(&store, &t, j.id).await.timeline.unwrap();
+        assert_eq!(tl.len(), 2, "[{b:?}] one cancel in the timeline");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dependent_enqueued_while_its_upstream_is_canceled_never_stays_pending() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        for _ in 0..40 {
+            let a = enqueue_one(&store, &t, new_job("q", "t", serde_json::json!({}))).await;
+            let nb = dependent_job("q", vec![a.id]);
+            let bid = nb.id;
+            let cancel = {
+                let (store, t) = (store.clone(), t.clone());
+                tokio::spawn(async move {
+                    store
+                        .cancel_job_audited(&t, a.id, job_draft(&t, "job.cancel", a.id))
+                        .await
+                        .unwrap()
+                })
+            };
+            let enqueue = {
+                let (store, t) = (store.clone(), t.clone());
+                tokio::spawn(async move { store.enqueue(&t, vec![nb]).await.unwrap() })
+            };
+            cancel.await.unwrap();
+            enqueue.await.unwrap();
+            let got = job(&store, &t, bid).await;
+            assert_eq!(
+                got.state,
+                JobState::Canceled,
+                "[{b:?}] B may not wait forever on a canceled A"
+            );
+            assert_eq!(got.reason_code, Some(ReasonCode::UpstreamFailed), "[{b:?}]");
+        }
     }
 }

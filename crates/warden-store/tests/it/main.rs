@@ -132,7 +132,11 @@ pub async fn all_jobs(store: &Store, tenant: &TenantId) -> Vec<Job> {
 }
 
 /// Every audit entry of the tenant matching `filter`, newest first.
-pub async fn all_entries(store: &Store, tenant: &TenantId, filter: &AuditFilter) -> Vec<StoredEntry> {
+pub async fn all_entries(
+    store: &Store,
+    tenant: &TenantId,
+    filter: &AuditFilter,
+) -> Vec<StoredEntry> {
     let b = store.backend();
     let (entries, more) = store
         .list_audit(tenant, filter, None, 100_000)
@@ -199,7 +203,11 @@ async fn a_closed_store_is_not_ready() {
     for db in TestDb::all().await {
         let store = db.open().await;
         store.close().await;
-        assert!(!store.ready().await, "[{:?}] closed store is not ready", db.backend);
+        assert!(
+            !store.ready().await,
+            "[{:?}] closed store is not ready",
+            db.backend
+        );
     }
 }
 
@@ -208,12 +216,21 @@ async fn test_databases_are_isolated_from_each_other() {
     let (a, b) = (TestDb::all().await, TestDb::all().await);
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.backend, y.backend);
-        assert_ne!(x.url, y.url, "[{:?}] each TestDb is a fresh database", x.backend);
+        assert_ne!(
+            x.url, y.url,
+            "[{:?}] each TestDb is a fresh database",
+            x.backend
+        );
         let (sx, sy) = (x.open().await, y.open().await);
         let t = tenant("acme");
         sx.append_audit(draft(&t, "job.cancel")).await.unwrap();
         assert_eq!(audit_size(&sx, &t).await, 1, "[{:?}]", x.backend);
-        assert_eq!(audit_size(&sy, &t).await, 0, "[{:?}] nothing leaks", x.backend);
+        assert_eq!(
+            audit_size(&sy, &t).await,
+            0,
+            "[{:?}] nothing leaks",
+            x.backend
+        );
     }
 }
 

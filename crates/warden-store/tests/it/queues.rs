@@ -26,10 +26,25 @@ async fn a_queue_comes_into_being_at_its_first_enqueue() {
         let b = db.backend;
         let t = tenant("acme");
         let q = queue("emails");
-        assert!(store.get_queue(&t, &q).await.unwrap().is_none(), "[{b:?}] not yet");
+        assert!(
+            store.get_queue(&t, &q).await.unwrap().is_none(),
+            "[{b:?}] not yet"
+        );
+        assert!(
+            !store.tenant_exists(&t).await.unwrap(),
+            "[{b:?}] a tenant without clients"
+        );
         let before = Timestamp::now();
         enqueue_one(&store, &t, new_job("emails", "send", serde_json::json!({}))).await;
-        let v = store.get_queue(&t, &q).await.unwrap().expect("created by the enqueue");
+        assert!(
+            store.tenant_exists(&t).await.unwrap(),
+            "[{b:?}] ... exists once it has jobs"
+        );
+        let v = store
+            .get_queue(&t, &q)
+            .await
+            .unwrap()
+            .expect("created by the enqueue");
         assert_eq!(v.name, q, "[{b:?}]");
         assert!(!v.paused, "[{b:?}] not paused");
         assert!(v.created_at >= before, "[{b:?}]");
@@ -41,7 +56,11 @@ async fn a_queue_comes_into_being_at_its_first_enqueue() {
         let again = store.get_queue(&t, &q).await.unwrap().unwrap();
         assert_eq!(again.created_at, v.created_at, "[{b:?}]");
         assert!(
-            store.get_queue(&t, &queue("unknown")).await.unwrap().is_none(),
+            store
+                .get_queue(&t, &queue("unknown"))
+                .await
+                .unwrap()
+                .is_none(),
             "[{b:?}] unknown queue"
         );
     }
@@ -62,9 +81,18 @@ async fn queue_depth_counts_jobs_by_state_with_every_state_present() {
             .await
             .unwrap();
         enqueue_one(&store, &t, new_job("other", "send", serde_json::json!({}))).await;
-        enqueue_one(&store, &tenant("globex"), new_job("emails", "send", serde_json::json!({}))).await;
+        enqueue_one(
+            &store,
+            &tenant("globex"),
+            new_job("emails", "send", serde_json::json!({})),
+        )
+        .await;
 
-        let v = store.get_queue(&t, &queue("emails")).await.unwrap().unwrap();
+        let v = store
+            .get_queue(&t, &queue("emails"))
+            .await
+            .unwrap()
+            .unwrap();
         for s in JobState::ALL {
             assert!(v.depth.contains_key(s.as_str()), "[{b:?}] depth has {s}");
         }
@@ -74,7 +102,11 @@ async fn queue_depth_counts_jobs_by_state_with_every_state_present() {
         assert_eq!(v.depth["canceled"], 1, "[{b:?}]");
         assert_eq!(v.depth["running"], 0, "[{b:?}]");
         assert_eq!(v.running, 0, "[{b:?}]");
-        assert_eq!(v.depth.values().sum::<i64>(), 4, "[{b:?}] only this tenant's queue");
+        assert_eq!(
+            v.depth.values().sum::<i64>(),
+            4,
+            "[{b:?}] only this tenant's queue"
+        );
     }
 }
 
@@ -94,9 +126,15 @@ async fn pause_and_resume_are_audited_and_refused_when_already_so() {
         assert!(v.paused, "[{b:?}] paused");
         assert_eq!(v.depth["available"], 1, "[{b:?}] the view has depths");
         assert!(v.updated_at >= v.created_at, "[{b:?}]");
-        assert!(store.get_queue(&t, &q).await.unwrap().unwrap().paused, "[{b:?}] stored");
+        assert!(
+            store.get_queue(&t, &q).await.unwrap().unwrap().paused,
+            "[{b:?}] stored"
+        );
         assert_eq!(audit_size(&store, &t).await, 1, "[{b:?}] one entry");
-        let e = all_entries(&store, &t, &AuditFilter::default()).await.remove(0).entry;
+        let e = all_entries(&store, &t, &AuditFilter::default())
+            .await
+            .remove(0)
+            .entry;
         assert_eq!(e.action, "queue.pause", "[{b:?}]");
         assert_eq!(e.target_id.as_deref(), Some("emails"), "[{b:?}]");
 
@@ -104,17 +142,30 @@ async fn pause_and_resume_are_audited_and_refused_when_already_so() {
             .set_queue_paused_audited(&t, &q, true, queue_draft(&t, "queue.pause", "emails"))
             .await;
         assert_rejected(b, r, ReasonCode::InvalidStateTransition);
-        assert_eq!(audit_size(&store, &t).await, 1, "[{b:?}] no entry for the refusal");
-        assert!(store.get_queue(&t, &q).await.unwrap().unwrap().paused, "[{b:?}] still paused");
+        assert_eq!(
+            audit_size(&store, &t).await,
+            1,
+            "[{b:?}] no entry for the refusal"
+        );
+        assert!(
+            store.get_queue(&t, &q).await.unwrap().unwrap().paused,
+            "[{b:?}] still paused"
+        );
 
         let v = store
             .set_queue_paused_audited(&t, &q, false, queue_draft(&t, "queue.resume", "emails"))
             .await
             .unwrap();
         assert!(!v.paused, "[{b:?}] resumed");
-        assert!(!store.get_queue(&t, &q).await.unwrap().unwrap().paused, "[{b:?}] stored");
+        assert!(
+            !store.get_queue(&t, &q).await.unwrap().unwrap().paused,
+            "[{b:?}] stored"
+        );
         assert_eq!(audit_size(&store, &t).await, 2, "[{b:?}]");
-        let e = all_entries(&store, &t, &AuditFilter::default()).await.remove(0).entry;
+        let e = all_entries(&store, &t, &AuditFilter::default())
+            .await
+            .remove(0)
+            .entry;
         assert_eq!(e.action, "queue.resume", "[{b:?}]");
 
         let r = store
@@ -131,16 +182,31 @@ async fn pausing_an_unknown_or_foreign_queue_is_unknown_queue() {
         let store = db.open().await;
         let b = db.backend;
         let (acme, globex) = (tenant("acme"), tenant("globex"));
-        enqueue_one(&store, &globex, new_job("emails", "send", serde_json::json!({}))).await;
+        enqueue_one(
+            &store,
+            &globex,
+            new_job("emails", "send", serde_json::json!({})),
+        )
+        .await;
         for name in ["emails", "nope"] {
             let r = store
-                .set_queue_paused_audited(&acme, &queue(name), true, queue_draft(&acme, "queue.pause", name))
+                .set_queue_paused_audited(
+                    &acme,
+                    &queue(name),
+                    true,
+                    queue_draft(&acme, "queue.pause", name),
+                )
                 .await;
             assert_rejected(b, r, ReasonCode::UnknownQueue);
         }
         assert_eq!(audit_size(&store, &acme).await, 0, "[{b:?}]");
         assert!(
-            !store.get_queue(&globex, &queue("emails")).await.unwrap().unwrap().paused,
+            !store
+                .get_queue(&globex, &queue("emails"))
+                .await
+                .unwrap()
+                .unwrap()
+                .paused,
             "[{b:?}] their queue is untouched"
         );
     }
@@ -165,7 +231,10 @@ async fn list_queues_pages_by_name_and_stays_in_the_tenant() {
             let (page, more) = store.list_queues(&acme, after.as_deref(), 3).await.unwrap();
             pages += 1;
             for v in &page {
-                assert_eq!(v.depth["available"], 1, "[{b:?}] depths are filled on lists");
+                assert_eq!(
+                    v.depth["available"], 1,
+                    "[{b:?}] depths are filled on lists"
+                );
             }
             seen.extend(page.iter().map(|v| v.name.as_str().to_owned()));
             if !more {
@@ -179,10 +248,53 @@ async fn list_queues_pages_by_name_and_stays_in_the_tenant() {
         assert!(!more, "[{b:?}]");
         assert_eq!(theirs.len(), 1, "[{b:?}] only their queue");
         assert!(
-            store.get_queue(&globex, &queue("a")).await.unwrap().is_none(),
+            store
+                .get_queue(&globex, &queue("a"))
+                .await
+                .unwrap()
+                .is_none(),
             "[{b:?}] acme's queue is invisible to globex"
         );
-        let (none, more) = store.list_queues(&tenant("initech"), None, 10).await.unwrap();
+        let (none, more) = store
+            .list_queues(&tenant("initech"), None, 10)
+            .await
+            .unwrap();
         assert!(none.is_empty() && !more, "[{b:?}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_pauses_of_one_queue_write_one_entry() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        enqueue_one(&store, &t, new_job("emails", "send", serde_json::json!({}))).await;
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, t) = (store.clone(), t.clone());
+                tokio::spawn(async move {
+                    store
+                        .set_queue_paused_audited(
+                            &t,
+                            &queue("emails"),
+                            true,
+                            queue_draft(&t, "queue.pause", "emails"),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => ok += 1,
+                r => {
+                    assert_rejected(b, r, ReasonCode::InvalidStateTransition);
+                }
+            }
+        }
+        assert_eq!(ok, 1, "[{b:?}] one pause wins");
+        assert_eq!(audit_size(&store, &t).await, 1, "[{b:?}] one entry");
     }
 }
