@@ -590,6 +590,58 @@ impl Store {
             .collect())
     }
 
+    /// Rows of `columns` for jobs matching `filter` (and `id < before`), in id order
+    /// (`DESC` or `ASC`), at most `limit`.
+    async fn select_jobs(
+        &self,
+        columns: &str,
+        tenant: &TenantId,
+        filter: &JobFilter,
+        before: Option<JobId>,
+        order: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<AnyRow>> {
+        let mut clause = String::from("tenant = $1");
+        let mut texts: Vec<String> = vec![tenant.as_str().to_owned()];
+        let mut eq = |col: &str, v: String| {
+            texts.push(v);
+            clause.push_str(&format!(" AND {col} = ${}", texts.len()));
+        };
+        if let Some(q) = &filter.queue {
+            eq("queue", q.as_str().to_owned());
+        }
+        if let Some(s) = filter.state {
+            eq("state", s.as_str().to_owned());
+        }
+        if let Some(t) = &filter.job_type {
+            eq("job_type", t.as_str().to_owned());
+        }
+        if let Some(b) = before {
+            texts.push(b.to_string());
+            clause.push_str(&format!(" AND id < ${}", texts.len()));
+        }
+        let mut ints: Vec<i64> = Vec::new();
+        for (op, bound) in [(">=", filter.since), ("<", filter.until)] {
+            if let Some(t) = bound {
+                ints.push(t.as_micros());
+                clause.push_str(&format!(
+                    " AND created_at {op} ${}",
+                    texts.len() + ints.len()
+                ));
+            }
+        }
+        let sql =
+            format!("SELECT {columns} FROM jobs WHERE {clause} ORDER BY id {order} LIMIT {limit}");
+        let mut q = sqlx::query(&sql);
+        for t in &texts {
+            q = q.bind(t.as_str());
+        }
+        for i in &ints {
+            q = q.bind(*i);
+        }
+        Ok(q.fetch_all(self.read_pool()).await?)
+    }
+
     /// Jobs newest first (by id, which is time-ordered), after the keyset cursor.
     pub async fn list_jobs(
         &self,
@@ -598,49 +650,16 @@ impl Store {
         before: Option<JobId>,
         limit: u32,
     ) -> StoreResult<(Vec<Job>, bool)> {
-        let mut clause = String::from("tenant = $1");
-        let mut binds: Vec<String> = vec![tenant.as_str().to_owned()];
-        let mut ints: Vec<(usize, i64)> = Vec::new();
-        let push = |clause: &mut String, binds: &mut Vec<String>, col: &str, v: String| {
-            binds.push(v);
-            clause.push_str(&format!(" AND {col} = ${}", binds.len()));
-        };
-        if let Some(q) = &filter.queue {
-            push(&mut clause, &mut binds, "queue", q.as_str().to_owned());
-        }
-        if let Some(s) = filter.state {
-            push(&mut clause, &mut binds, "state", s.as_str().to_owned());
-        }
-        if let Some(t) = &filter.job_type {
-            push(&mut clause, &mut binds, "job_type", t.as_str().to_owned());
-        }
-        if let Some(b) = before {
-            binds.push(b.to_string());
-            clause.push_str(&format!(" AND id < ${}", binds.len()));
-        }
-        let mut n = binds.len();
-        if let Some(s) = filter.since {
-            n += 1;
-            clause.push_str(&format!(" AND created_at >= ${n}"));
-            ints.push((n, s.as_micros()));
-        }
-        if let Some(u) = filter.until {
-            n += 1;
-            clause.push_str(&format!(" AND created_at < ${n}"));
-            ints.push((n, u.as_micros()));
-        }
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE {clause} ORDER BY id DESC LIMIT {}",
-            limit as u64 + 1
-        );
-        let mut q = sqlx::query(&sql);
-        for b in &binds {
-            q = q.bind(b.as_str());
-        }
-        for (_, i) in &ints {
-            q = q.bind(*i);
-        }
-        let rows = q.fetch_all(self.read_pool()).await?;
+        let rows = self
+            .select_jobs(
+                JOB_COLUMNS,
+                tenant,
+                filter,
+                before,
+                "DESC",
+                limit as u64 + 1,
+            )
+            .await?;
         let more = rows.len() > limit as usize;
         let jobs = rows
             .iter()
@@ -797,10 +816,12 @@ impl Store {
         filter: &JobFilter,
         limit: u32,
     ) -> StoreResult<Vec<JobId>> {
-        let (jobs, _) = self.list_jobs(tenant, filter, None, limit).await?;
-        let mut ids: Vec<JobId> = jobs.into_iter().map(|j| j.id).collect();
-        ids.reverse();
-        Ok(ids)
+        let rows = self
+            .select_jobs("id", tenant, filter, None, "ASC", limit as u64)
+            .await?;
+        rows.iter()
+            .map(|r| row::parse("jobs", &row::text(r, "id")?, JobId::parse))
+            .collect()
     }
 
     /// Replay a chunk of a bulk action in one transaction: each replayed job gets its own
