@@ -12,6 +12,9 @@ export WARDEN_TEST_DATABASE_URL="${WARDEN_TEST_DATABASE_URL:-postgres://postgres
 
 scripts/ensure-postgres.sh
 
+echo "== independent implementations for the acceptance checks (PyJWT)"
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/acceptance/requirements.txt
+
 echo "== warden-core and warden-authority stay free of I/O crates"
 for crate in warden-core warden-authority; do
   if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|sqlx|axum|clap|hyper|reqwest) ' ; then

@@ -185,3 +185,22 @@ fn serve_prints_its_configuration_with_secrets_redacted() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("postgres://u:***@db/w") && !text.contains("hunter2"), "{text}");
 }
+
+/// The acceptance check "verifies against the JWKS with a standard JWT library", with
+/// PyJWT (installed by `scripts/test.sh` from `tests/acceptance/requirements.txt`).
+#[test]
+fn operator_token_verifies_with_pyjwt_against_the_served_jwks() {
+    let has_pyjwt = Command::new("python3").args(["-c", "import jwt"]).status().is_ok_and(|s| s.success());
+    if !has_pyjwt {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "PyJWT is required under CI (scripts/test.sh installs it)");
+        eprintln!("SKIPPED: PyJWT is not installed (pip install -r tests/acceptance/requirements.txt); JWT interop not checked");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (id, secret) = creds(dir.path().to_str().unwrap(), "default", "ops-bot", "Orch.Operator");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/acceptance/verify_token.py");
+    let o = Command::new("python3").args([script, &server.url, &id, &secret]).output().unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(server.terminate().success());
+}
