@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use warden_core::scopes::WarrantClaims;
 
 use crate::jwt::{JwtError, required_str};
 
@@ -31,24 +32,9 @@ pub struct Claims {
     /// Roles granted to the subject; absent means none.
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Justification for an operator override.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator_reason: Option<String>,
-    /// Ticket reference for an operator override.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator_ticket: Option<String>,
-    /// Justification for a quota change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota_reason: Option<String>,
-    /// Ticket reference for a quota change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quota_ticket: Option<String>,
-    /// Justification for a backfill.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backfill_reason: Option<String>,
-    /// Ticket reference for a backfill.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backfill_ticket: Option<String>,
+    /// The warrant claims (reason and ticket per elevated scope), absent when not given.
+    #[serde(flatten)]
+    pub warrant: WarrantClaims,
 }
 
 impl Claims {
@@ -114,12 +100,14 @@ impl Claims {
             tenant,
             scope,
             roles,
-            operator_reason: optional("operator_reason")?,
-            operator_ticket: optional("operator_ticket")?,
-            quota_reason: optional("quota_reason")?,
-            quota_ticket: optional("quota_ticket")?,
-            backfill_reason: optional("backfill_reason")?,
-            backfill_ticket: optional("backfill_ticket")?,
+            warrant: WarrantClaims {
+                operator_reason: optional("operator_reason")?,
+                operator_ticket: optional("operator_ticket")?,
+                quota_reason: optional("quota_reason")?,
+                quota_ticket: optional("quota_ticket")?,
+                backfill_reason: optional("backfill_reason")?,
+                backfill_ticket: optional("backfill_ticket")?,
+            },
         })
     }
 
@@ -147,12 +135,11 @@ mod tests {
             tenant: "acme".into(),
             scope: "jobs:write quota:admin".into(),
             roles: vec!["operator".into()],
-            operator_reason: None,
-            operator_ticket: None,
-            quota_reason: Some("Black Friday load".into()),
-            quota_ticket: Some("OPS-1234".into()),
-            backfill_reason: None,
-            backfill_ticket: None,
+            warrant: WarrantClaims {
+                quota_reason: Some("Black Friday load".into()),
+                quota_ticket: Some("OPS-1234".into()),
+                ..WarrantClaims::default()
+            },
         }
     }
 
@@ -222,7 +209,7 @@ mod tests {
         m.insert("operator_reason".into(), Value::Null);
         let c = Claims::from_map(m, "tenant").unwrap();
         assert!(c.roles.is_empty());
-        assert_eq!(c.operator_reason, None);
+        assert_eq!(c.warrant.operator_reason, None);
     }
 
     #[test]

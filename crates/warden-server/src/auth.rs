@@ -441,14 +441,7 @@ impl FromRequestParts<AppState> for Caller {
             tenant,
             actor,
             scopes,
-            warrant: WarrantClaims {
-                operator_reason: claims.operator_reason,
-                operator_ticket: claims.operator_ticket,
-                quota_reason: claims.quota_reason,
-                quota_ticket: claims.quota_ticket,
-                backfill_reason: claims.backfill_reason,
-                backfill_ticket: claims.backfill_ticket,
-            },
+            warrant: claims.warrant,
             token_id: claims.jti,
         })
     }

@@ -187,7 +187,11 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
-    let request_id = req.extensions().get::<crate::request_id::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let request_id = req
+        .extensions()
+        .get::<crate::request_id::RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
     let start = Instant::now();
     let response = next.run(req).await;
     let elapsed = start.elapsed().as_secs_f64();
