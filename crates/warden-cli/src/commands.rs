@@ -15,6 +15,7 @@ use warden_store::{Store, StoreOptions};
 
 use crate::args::{
     AuditCommand, Cli, ClientsCommand, Command, ConnArgs, JobsCommand, QueuesCommand, StoreArgs,
+    WarrantArgs,
 };
 use crate::client::{Client, Need};
 use crate::serve;
@@ -466,35 +467,27 @@ async fn queues(cmd: QueuesCommand) -> Result<()> {
             name,
             warrant,
             conn,
-        } => {
-            let (_, v) = Client::connect(&conn, Need::Operate(&warrant))
-                .await?
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/queues/{name}/pause"),
-                    &[],
-                    None,
-                )
-                .await?;
-            show(&conn, &v, |q| out(&print_queue(q)))
-        }
+        } => set_paused(&name, "pause", &warrant, &conn).await,
         QueuesCommand::Resume {
             name,
             warrant,
             conn,
-        } => {
-            let (_, v) = Client::connect(&conn, Need::Operate(&warrant))
-                .await?
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/queues/{name}/resume"),
-                    &[],
-                    None,
-                )
-                .await?;
-            show(&conn, &v, |q| out(&print_queue(q)))
-        }
+        } => set_paused(&name, "resume", &warrant, &conn).await,
     }
+}
+
+/// `queues pause|resume`: the operator action `verb` on queue `name`.
+async fn set_paused(name: &str, verb: &str, warrant: &WarrantArgs, conn: &ConnArgs) -> Result<()> {
+    let (_, v) = Client::connect(conn, Need::Operate(warrant))
+        .await?
+        .call(
+            Method::POST,
+            &format!("/api/v1/queues/{name}/{verb}"),
+            &[],
+            None,
+        )
+        .await?;
+    show(conn, &v, |q| out(&print_queue(q)))
 }
 
 async fn audit(cmd: AuditCommand) -> Result<()> {

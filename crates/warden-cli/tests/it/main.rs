@@ -11,7 +11,15 @@ use serde_json::Value;
 fn warden() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
     // Tests must not inherit a developer's client settings.
-    for v in ["WARDEN_URL", "WARDEN_CLIENT_ID", "WARDEN_CLIENT_SECRET", "WARDEN_DATA_DIR", "WARDEN_DATABASE_URL", "WARDEN_LISTEN", "WARDEN_CONFIG"] {
+    for v in [
+        "WARDEN_URL",
+        "WARDEN_CLIENT_ID",
+        "WARDEN_CLIENT_SECRET",
+        "WARDEN_DATA_DIR",
+        "WARDEN_DATABASE_URL",
+        "WARDEN_LISTEN",
+        "WARDEN_CONFIG",
+    ] {
         c.env_remove(v);
     }
     c
@@ -35,21 +43,58 @@ fn operator_commands_without_reason_or_ticket_exit_2_before_any_request() {
     // Port 9 (discard) has no Warden: a request would fail with exit 1, not 2.
     let url = "http://127.0.0.1:9";
     let cases: &[&[&str]] = &[
-        &["jobs", "cancel", "01a20000-0000-7000-8000-000000000000", "--ticket", "OPS-1", "--url", url],
-        &["jobs", "cancel", "01a20000-0000-7000-8000-000000000000", "--reason", "why", "--url", url],
-        &["jobs", "replay", "--state", "dead_letter", "--reason", "why", "--url", url],
+        &[
+            "jobs",
+            "cancel",
+            "01a20000-0000-7000-8000-000000000000",
+            "--ticket",
+            "OPS-1",
+            "--url",
+            url,
+        ],
+        &[
+            "jobs",
+            "cancel",
+            "01a20000-0000-7000-8000-000000000000",
+            "--reason",
+            "why",
+            "--url",
+            url,
+        ],
+        &[
+            "jobs",
+            "replay",
+            "--state",
+            "dead_letter",
+            "--reason",
+            "why",
+            "--url",
+            url,
+        ],
         &["queues", "pause", "q", "--ticket", "OPS-1", "--url", url],
         &["queues", "resume", "q", "--reason", "why", "--url", url],
     ];
     for args in cases {
-        let o = run(args, &[("WARDEN_CLIENT_ID", "x"), ("WARDEN_CLIENT_SECRET", "y")]);
+        let o = run(
+            args,
+            &[("WARDEN_CLIENT_ID", "x"), ("WARDEN_CLIENT_SECRET", "y")],
+        );
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         let err = stderr(&o);
-        assert!(err.contains("--reason") || err.contains("--ticket"), "{err}");
-        assert!(!err.contains("cannot reach"), "no request was attempted: {err}");
+        assert!(
+            err.contains("--reason") || err.contains("--ticket"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("cannot reach"),
+            "no request was attempted: {err}"
+        );
     }
     // Read commands take no warrant; without a server they fail with exit 1.
-    let o = run(&["jobs", "list", "--url", url], &[("WARDEN_CLIENT_ID", "x"), ("WARDEN_CLIENT_SECRET", "y")]);
+    let o = run(
+        &["jobs", "list", "--url", url],
+        &[("WARDEN_CLIENT_ID", "x"), ("WARDEN_CLIENT_SECRET", "y")],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
@@ -57,24 +102,89 @@ fn operator_commands_without_reason_or_ticket_exit_2_before_any_request() {
 fn clients_create_json_prints_exactly_the_contract_fields_and_refuses_bad_roles() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let o = run(&["clients", "create", "--tenant", "acme", "--name", "ops-bot", "--role", "Orch.Operator", "--role", "Orch.Viewer", "--json", "--data-dir", data], &[]);
+    let o = run(
+        &[
+            "clients",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "ops-bot",
+            "--role",
+            "Orch.Operator",
+            "--role",
+            "Orch.Viewer",
+            "--json",
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(keys, ["client_id", "client_secret", "roles", "tenant"]);
     assert_eq!(v["tenant"], "acme");
-    assert_eq!(v["roles"], serde_json::json!(["Orch.Operator", "Orch.Viewer"]));
-    assert!(v["client_secret"].as_str().unwrap().len() >= 43, "256-bit secret");
-    let o = run(&["clients", "create", "--tenant", "acme", "--name", "ops-bot", "--role", "Orch.Viewer", "--data-dir", data], &[]);
+    assert_eq!(
+        v["roles"],
+        serde_json::json!(["Orch.Operator", "Orch.Viewer"])
+    );
+    assert!(
+        v["client_secret"].as_str().unwrap().len() >= 43,
+        "256-bit secret"
+    );
+    let o = run(
+        &[
+            "clients",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "ops-bot",
+            "--role",
+            "Orch.Viewer",
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1), "duplicate name");
-    let o = run(&["clients", "create", "--tenant", "acme", "--name", "x", "--role", "Orch.God", "--data-dir", data], &[]);
+    let o = run(
+        &[
+            "clients",
+            "create",
+            "--tenant",
+            "acme",
+            "--name",
+            "x",
+            "--role",
+            "Orch.God",
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unknown role"));
-    let o = run(&["clients", "list", "--tenant", "acme", "--json", "--data-dir", data], &[]);
+    let o = run(
+        &[
+            "clients",
+            "list",
+            "--tenant",
+            "acme",
+            "--json",
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
     let list: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
-    assert!(!String::from_utf8_lossy(&o.stdout).contains("secret"), "list never shows secrets");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("secret"),
+        "list never shows secrets"
+    );
 }
 
 struct Server {
@@ -84,10 +194,20 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let listen = format!("127.0.0.1:{port}");
         let child = warden()
-            .args(["serve", "--data-dir", data.to_str().unwrap(), "--listen", &listen])
+            .args([
+                "serve",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &listen,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -97,7 +217,10 @@ impl Server {
             assert!(Instant::now() < deadline, "server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { child, url: format!("http://{listen}") }
+        Self {
+            child,
+            url: format!("http://{listen}"),
+        }
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
@@ -108,7 +231,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not exit within 10 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit within 10 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -121,10 +247,28 @@ impl Drop for Server {
 }
 
 fn creds(data: &str, tenant: &str, name: &str, role: &str) -> (String, String) {
-    let o = run(&["clients", "create", "--tenant", tenant, "--name", name, "--role", role, "--json", "--data-dir", data], &[]);
+    let o = run(
+        &[
+            "clients",
+            "create",
+            "--tenant",
+            tenant,
+            "--name",
+            name,
+            "--role",
+            role,
+            "--json",
+            "--data-dir",
+            data,
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    (v["client_id"].as_str().unwrap().to_owned(), v["client_secret"].as_str().unwrap().to_owned())
+    (
+        v["client_id"].as_str().unwrap().to_owned(),
+        v["client_secret"].as_str().unwrap().to_owned(),
+    )
 }
 
 #[test]
@@ -135,44 +279,115 @@ fn the_readme_tour_works_end_to_end_and_sigterm_exits_cleanly() {
     // The admin client is created while the server runs, on the same store.
     let (admin_id, admin_secret) = creds(data, "default", "admin", "Orch.Admin");
     let (viewer_id, viewer_secret) = creds(data, "default", "viewer", "Orch.Viewer");
-    let admin = [("WARDEN_URL", server.url.as_str()), ("WARDEN_CLIENT_ID", admin_id.as_str()), ("WARDEN_CLIENT_SECRET", admin_secret.as_str())];
-    let viewer = [("WARDEN_URL", server.url.as_str()), ("WARDEN_CLIENT_ID", viewer_id.as_str()), ("WARDEN_CLIENT_SECRET", viewer_secret.as_str())];
+    let admin = [
+        ("WARDEN_URL", server.url.as_str()),
+        ("WARDEN_CLIENT_ID", admin_id.as_str()),
+        ("WARDEN_CLIENT_SECRET", admin_secret.as_str()),
+    ];
+    let viewer = [
+        ("WARDEN_URL", server.url.as_str()),
+        ("WARDEN_CLIENT_ID", viewer_id.as_str()),
+        ("WARDEN_CLIENT_SECRET", viewer_secret.as_str()),
+    ];
 
-    let o = run(&["jobs", "enqueue", "--queue", "emails", "--type", "send", "--payload", r#"{"to":"a@example.com"}"#, "--json"], &admin);
+    let o = run(
+        &[
+            "jobs",
+            "enqueue",
+            "--queue",
+            "emails",
+            "--type",
+            "send",
+            "--payload",
+            r#"{"to":"a@example.com"}"#,
+            "--json",
+        ],
+        &admin,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let job: Value = serde_json::from_slice(&o.stdout).unwrap();
     let id = job["id"].as_str().unwrap();
 
-    let o = run(&["jobs", "cancel", id, "--reason", "maintenance", "--ticket", "TICKET-123", "--json"], &admin);
+    let o = run(
+        &[
+            "jobs",
+            "cancel",
+            id,
+            "--reason",
+            "maintenance",
+            "--ticket",
+            "TICKET-123",
+            "--json",
+        ],
+        &admin,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let canceled: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(canceled["state"], "canceled");
 
-    let o = run(&["audit", "list", "--ticket", "TICKET-123", "--action", "job.cancel", "--json"], &admin);
+    let o = run(
+        &[
+            "audit",
+            "list",
+            "--ticket",
+            "TICKET-123",
+            "--action",
+            "job.cancel",
+            "--json",
+        ],
+        &admin,
+    );
     let entries: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(entries["items"].as_array().unwrap().len(), 1);
     assert_eq!(entries["items"][0]["target_id"], id);
     assert_eq!(entries["items"][0]["operator_reason"], "maintenance");
 
     // A read-only client is refused: its token cannot carry orch:operate.
-    let o = run(&["jobs", "cancel", id, "--reason", "maintenance", "--ticket", "TICKET-123"], &viewer);
+    let o = run(
+        &[
+            "jobs",
+            "cancel",
+            id,
+            "--reason",
+            "maintenance",
+            "--ticket",
+            "TICKET-123",
+        ],
+        &viewer,
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("invalid_scope"), "{}", stderr(&o));
-    let o = run(&["audit", "list", "--outcome", "rejected", "--json"], &admin);
+    let o = run(
+        &["audit", "list", "--outcome", "rejected", "--json"],
+        &admin,
+    );
     let refused: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(refused["items"][0]["actor"], "client:viewer");
     assert_eq!(refused["items"][0]["reason_code"], "FORBIDDEN_SCOPE");
 
     // Human output works too.
     let o = run(&["audit", "stats"], &admin);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("job.cancel"), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("job.cancel"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let o = run(&["queues", "list"], &admin);
     assert!(String::from_utf8_lossy(&o.stdout).contains("emails"));
     let o = run(&["jobs", "show", id], &admin);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("client:admin"), "timeline names the operator");
-    let o = run(&["jobs", "show", "01a20000-0000-7000-8000-000000000000"], &admin);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("client:admin"),
+        "timeline names the operator"
+    );
+    let o = run(
+        &["jobs", "show", "01a20000-0000-7000-8000-000000000000"],
+        &admin,
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("UNKNOWN_JOB_ID"), "the message names the reason code");
+    assert!(
+        stderr(&o).contains("UNKNOWN_JOB_ID"),
+        "the message names the reason code"
+    );
 
     let status = server.terminate();
     assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
@@ -180,27 +395,63 @@ fn the_readme_tour_works_end_to_end_and_sigterm_exits_cleanly() {
 
 #[test]
 fn serve_prints_its_configuration_with_secrets_redacted() {
-    let o = run(&["serve", "--print-config", "--database-url", "postgres://u:hunter2@db/w"], &[]);
+    let o = run(
+        &[
+            "serve",
+            "--print-config",
+            "--database-url",
+            "postgres://u:hunter2@db/w",
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("postgres://u:***@db/w") && !text.contains("hunter2"), "{text}");
+    assert!(
+        text.contains("postgres://u:***@db/w") && !text.contains("hunter2"),
+        "{text}"
+    );
 }
 
 /// The acceptance check "verifies against the JWKS with a standard JWT library", with
 /// PyJWT (installed by `scripts/test.sh` from `tests/acceptance/requirements.txt`).
 #[test]
 fn operator_token_verifies_with_pyjwt_against_the_served_jwks() {
-    let has_pyjwt = Command::new("python3").args(["-c", "import jwt"]).status().is_ok_and(|s| s.success());
+    let has_pyjwt = Command::new("python3")
+        .args(["-c", "import jwt"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !has_pyjwt {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "PyJWT is required under CI (scripts/test.sh installs it)");
-        eprintln!("SKIPPED: PyJWT is not installed (pip install -r tests/acceptance/requirements.txt); JWT interop not checked");
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "PyJWT is required under CI (scripts/test.sh installs it)"
+        );
+        eprintln!(
+            "SKIPPED: PyJWT is not installed (pip install -r tests/acceptance/requirements.txt); JWT interop not checked"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
-    let (id, secret) = creds(dir.path().to_str().unwrap(), "default", "ops-bot", "Orch.Operator");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/acceptance/verify_token.py");
-    let o = Command::new("python3").args([script, &server.url, &id, &secret]).output().unwrap();
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    let (id, secret) = creds(
+        dir.path().to_str().unwrap(),
+        "default",
+        "ops-bot",
+        "Orch.Operator",
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/acceptance/verify_token.py"
+    );
+    let o = Command::new("python3")
+        .args([script, &server.url, &id, &secret])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
     assert!(server.terminate().success());
 }
