@@ -185,8 +185,7 @@ impl Authority {
         }
     }
 
-    /// Record a failed client authentication from `ip`; returns whether the address is now
-    /// over the limit.
+    /// Record a failed client authentication from `ip` (the limiter counts the last minute).
     pub fn note_failed_client_auth(&self, ip: IpAddr) {
         let mut map = self.failed_client_auth.lock().expect("lock");
         let now = Instant::now();
@@ -224,6 +223,19 @@ impl Authority {
             }
             None
         }
+    }
+
+    /// Forget addresses whose failures are all older than the window, so addresses that
+    /// fail once and never return do not accumulate (called once a second).
+    pub fn prune_failed_client_auth(&self) {
+        let now = Instant::now();
+        self.failed_client_auth
+            .lock()
+            .expect("lock")
+            .retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) <= Duration::from_secs(60))
+            });
     }
 
     /// Count an authentication failure for the `_system` log (flushed once a second).

@@ -200,6 +200,7 @@ fn spawn_background(
     tasks.push(every(Duration::from_secs(1), stop.clone(), move || {
         let s = s.clone();
         async move {
+            s.authority.prune_failed_client_auth();
             if let Err(e) = s.authority.flush_auth_failures(&s.store).await {
                 tracing::error!(error = %e, "could not write authentication failures to _system");
             }
