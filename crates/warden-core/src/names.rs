@@ -78,6 +78,11 @@ pattern_name!(
     ClientName, "client name", r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 );
 
+pattern_name!(
+    /// A worker process's id in the agent registry, chosen by the worker.
+    AgentId, "agent_id", r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+);
+
 /// A tenant's name. Names starting with `_` are reserved for Warden's own logs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]

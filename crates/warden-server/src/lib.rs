@@ -78,6 +78,10 @@ pub struct StateInner {
     pub tickets: TicketPattern,
     /// The in-process event bus the outbox relay feeds (metadata-only JSON events).
     pub events: broadcast::Sender<String>,
+    /// Poked after a commit that may have made jobs leasable; long-polls wait on it.
+    pub work_available: tokio::sync::Notify,
+    /// Flips to true when the server begins to shut down (open long-polls answer at once).
+    pub shutdown: watch::Sender<bool>,
     known_tenants: Mutex<HashSet<TenantId>>,
 }
 
@@ -102,6 +106,8 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             tickets,
             events,
+            work_available: tokio::sync::Notify::new(),
+            shutdown: watch::channel(false).0,
             known_tenants: Mutex::new(HashSet::new()),
         })))
     }
@@ -185,7 +191,8 @@ impl Application {
     }
 }
 
-/// The periodic loops: outbox relay, `_system` failure flush, issuer key refresh.
+/// The periodic loops: outbox relay, `_system` failure flush, lease recovery and promotion
+/// of due jobs, issuer key refresh.
 fn spawn_background(
     state: AppState,
     stop: watch::Receiver<bool>,
@@ -205,6 +212,11 @@ fn spawn_background(
                 tracing::error!(error = %e, "could not write authentication failures to _system");
             }
         }
+    }));
+    let s = state.clone();
+    tasks.push(every(Duration::from_secs(1), stop.clone(), move || {
+        let s = s.clone();
+        async move { sweep_jobs(&s).await }
     }));
     if state
         .authority
@@ -241,6 +253,28 @@ where
             }
         }
     })
+}
+
+/// Return expired leases and promote due jobs; wake long-polls if anything became leasable.
+async fn sweep_jobs(state: &AppState) {
+    let recovered = state
+        .store
+        .recover_expired_leases()
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "lease recovery failed; will retry");
+            0
+        });
+    let promoted = state.store.promote_due_jobs().await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "promotion of due jobs failed; will retry");
+        0
+    });
+    if recovered > 0 {
+        tracing::info!(recovered, "expired leases returned");
+    }
+    if recovered + promoted > 0 {
+        state.work_available.notify_waiters();
+    }
 }
 
 /// Deliver outbox events to the in-process bus, then forget them.

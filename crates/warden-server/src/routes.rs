@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod oauth;
 pub mod ops;
 pub mod queues;
+pub mod workers;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -189,6 +190,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}", get(jobs::show))
         .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/api/v1/jobs/{id}/replay", post(jobs::replay))
+        .route(
+            "/api/v1/jobs/finish",
+            post(workers::finish).layer(bulk_limit),
+        )
+        .route("/api/v1/jobs/{id}/heartbeat", post(workers::job_heartbeat))
+        .route("/api/v1/jobs/{id}/complete", post(workers::complete))
+        .route("/api/v1/jobs/{id}/fail", post(workers::fail))
+        .route("/api/v1/leases", post(workers::lease))
+        .route(
+            "/api/v1/agents/{agent_id}/heartbeat",
+            post(workers::agent_heartbeat),
+        )
+        .route("/api/v1/agents", get(workers::agents))
         .route("/api/v1/queues", get(queues::list))
         .route("/api/v1/queues/{name}", get(queues::show))
         .route("/api/v1/queues/{name}/pause", post(queues::pause))

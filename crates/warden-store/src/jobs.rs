@@ -63,9 +63,9 @@ pub enum ReplayOutcome {
 /// How many times an enqueue runs before a unique violation is answered `DUPLICATE_JOB_ID`.
 const ENQUEUE_ATTEMPTS: u32 = 3;
 
-const JOB_COLUMNS: &str = "id, queue, job_type, payload, priority, state, attempt, max_attempts, run_at, created_at, updated_at, depends_on, idempotency_key, replay_of, reason_code, last_error, result";
+pub(crate) const JOB_COLUMNS: &str = "id, queue, job_type, payload, priority, state, attempt, max_attempts, run_at, created_at, updated_at, depends_on, idempotency_key, replay_of, reason_code, last_error, result";
 
-fn decode_job(r: &AnyRow) -> StoreResult<Job> {
+pub(crate) fn decode_job(r: &AnyRow) -> StoreResult<Job> {
     const T: &str = "jobs";
     let json = |s: &str| serde_json::from_str::<serde_json::Value>(s);
     Ok(Job {
@@ -174,7 +174,7 @@ async fn insert_jobs(
     insert_events(conn, tenant, &events).await
 }
 
-async fn insert_events(
+pub(crate) async fn insert_events(
     conn: &mut AnyConnection,
     tenant: &TenantId,
     events: &[(JobId, TimelineEntry)],
@@ -243,7 +243,7 @@ async fn ensure_queues(
 }
 
 /// Fetch jobs by id in the caller's transaction (or pool), keyed by id.
-async fn fetch_by_ids(
+pub(crate) async fn fetch_by_ids(
     conn: &mut AnyConnection,
     tenant: &TenantId,
     ids: &[JobId],
@@ -268,7 +268,7 @@ async fn fetch_by_ids(
 }
 
 /// Mark pending dependents of `failed` (transitively) as canceled with `UPSTREAM_FAILED`.
-async fn cascade_upstream_failure(
+pub(crate) async fn cascade_upstream_failure(
     conn: &mut AnyConnection,
     tenant: &TenantId,
     failed: JobId,

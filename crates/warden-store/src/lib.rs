@@ -13,6 +13,7 @@
 //! # Layout
 //! - [`audit`]: appending entries (gapless per-tenant `seq`, leaf hashes), listing, stats.
 //! - [`jobs`]: enqueue, list, show with timeline, cancel, replay.
+//! - [`leases`]: the worker protocol: claims, lease heartbeats, finishing, recovery.
 //! - [`queues`]: queue views with depth by state, pause and resume.
 //! - [`tenants`]: tenants, OAuth clients, signing keys.
 //! - [`outbox`]: the transactional outbox of the event stream.
@@ -21,6 +22,7 @@
 
 pub mod audit;
 pub mod jobs;
+pub mod leases;
 mod migrate;
 pub mod outbox;
 pub mod queues;

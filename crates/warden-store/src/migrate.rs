@@ -19,6 +19,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_audit_no_overwrite.sql"),
         include_str!("../migrations/postgres/0002_audit_no_overwrite.sql"),
     ),
+    (
+        3,
+        "leases",
+        include_str!("../migrations/sqlite/0003_leases.sql"),
+        include_str!("../migrations/postgres/0003_leases.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

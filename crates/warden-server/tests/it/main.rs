@@ -8,3 +8,4 @@ mod errors;
 mod jobs;
 mod ops;
 mod queues;
+mod workers;

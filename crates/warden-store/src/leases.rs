@@ -1,0 +1,628 @@
+//! The worker protocol's storage: claiming jobs under a lease, extending and finishing
+//! leases, the agent registry, and the periodic recovery of expired leases and promotion
+//! of jobs that came due. A lease is held iff the job is `running` with that `lease_id`;
+//! every worker call checks both in the statement that changes the row.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+use warden_core::jobs::{JobEvent, JobState, TimelineEntry, retry_delay_micros, transition};
+use warden_core::names::{AgentId, JobId, JobType, QueueName, TenantId};
+use warden_core::reason::ReasonCode;
+use warden_core::time::Timestamp;
+
+use crate::jobs::{cascade_upstream_failure, fetch_by_ids, insert_events};
+use crate::sql::{ROWS_PER_STATEMENT, list_placeholders};
+use crate::{Backend, Store, StoreResult, row};
+
+/// First retry after this long; doubled per attempt, capped, with 20 % jitter.
+const RETRY_BASE_MICROS: i64 = 1_000_000;
+/// The longest backoff.
+const RETRY_MAX_MICROS: i64 = 3_600_000_000;
+/// How much of a backoff may be shaved off at random.
+const RETRY_JITTER: f64 = 0.2;
+/// Rows a periodic pass handles per transaction.
+const SWEEP_BATCH: i64 = 1_000;
+
+/// What a worker asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The worker.
+    pub agent_id: AgentId,
+    /// Queues to claim from.
+    pub queues: Vec<QueueName>,
+    /// Only these types, when given.
+    pub types: Option<Vec<JobType>>,
+    /// At most this many jobs.
+    pub max_jobs: u32,
+    /// Lease duration; heartbeats extend by the same.
+    pub lease_secs: u32,
+}
+
+/// A job handed to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeasedJob {
+    /// The job.
+    pub id: JobId,
+    /// The lease the worker must present to heartbeat or finish.
+    pub lease_id: String,
+    /// Its queue.
+    pub queue: QueueName,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub job_type: JobType,
+    /// Its payload.
+    pub payload: serde_json::Value,
+    /// This attempt's number (1 for the first lease).
+    pub attempt: u32,
+    /// When the lease runs out unless extended.
+    pub lease_expires_at: Timestamp,
+}
+
+/// How a worker finished a job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finish {
+    /// Success, with an optional result.
+    Complete {
+        /// The worker's result.
+        result: Option<serde_json::Value>,
+    },
+    /// Failure; retried while attempts remain if `retryable`.
+    Fail {
+        /// What went wrong.
+        error: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+}
+
+/// One item of a finish batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishItem {
+    /// The job.
+    pub id: JobId,
+    /// The lease presented.
+    pub lease_id: String,
+    /// The outcome.
+    pub finish: Finish,
+}
+
+/// An agent as the registry shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentView {
+    /// The worker's id.
+    pub agent_id: String,
+    /// Queues it serves.
+    pub queues: Vec<String>,
+    /// Types it handles (empty: any).
+    pub types: Vec<String>,
+    /// Its version string.
+    pub version: Option<String>,
+    /// First heartbeat or lease.
+    pub first_seen_at: Timestamp,
+    /// Last heartbeat or lease.
+    pub last_heartbeat_at: Timestamp,
+    /// Whether the last heartbeat is recent (30 s).
+    pub online: bool,
+}
+
+/// Agents count as online this long after their last heartbeat.
+pub const AGENT_ONLINE_MICROS: i64 = 30_000_000;
+
+fn random_u64() -> u64 {
+    // UUIDv7 carries 74 random bits; the low 64 of them are enough for jitter.
+    uuid::Uuid::now_v7().as_u128() as u64
+}
+
+async fn touch_agent(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    agent: &AgentId,
+    queues: &[String],
+    types: &[String],
+    version: Option<&str>,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let queues = serde_json::to_string(queues).expect("strings serialize");
+    let types = serde_json::to_string(types).expect("strings serialize");
+    sqlx::query(
+        "INSERT INTO agents (tenant, agent_id, queues, types, version, first_seen_at, last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         ON CONFLICT (tenant, agent_id) DO UPDATE SET queues = $3, types = $4, version = COALESCE($5, agents.version), last_heartbeat_at = $6",
+    )
+    .bind(tenant.as_str())
+    .bind(agent.as_str())
+    .bind(queues)
+    .bind(types)
+    .bind(version)
+    .bind(now.as_micros())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Make pending dependents of `succeeded` available once all their dependencies succeeded
+/// and their `run_at` has come.
+async fn promote_dependents(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    succeeded: JobId,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let rows = sqlx::query(
+        "SELECT j.id, j.attempt FROM job_deps d JOIN jobs j ON j.tenant = d.tenant AND j.id = d.job_id \
+         WHERE d.tenant = $1 AND d.depends_on = $2 AND j.state = 'pending' AND j.run_at <= $3 \
+         AND NOT EXISTS (SELECT 1 FROM job_deps d2 JOIN jobs u ON u.tenant = d2.tenant AND u.id = d2.depends_on \
+                         WHERE d2.tenant = j.tenant AND d2.job_id = j.id AND u.state <> 'succeeded')",
+    )
+    .bind(tenant.as_str())
+    .bind(succeeded.to_string())
+    .bind(now.as_micros())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut events = Vec::new();
+    for r in &rows {
+        let id = row::parse("jobs", &row::text(r, "id")?, JobId::parse)?;
+        sqlx::query("UPDATE jobs SET state = 'available', updated_at = $1 WHERE tenant = $2 AND id = $3 AND state = 'pending'")
+            .bind(now.as_micros())
+            .bind(tenant.as_str())
+            .bind(id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        let attempt = row::int(r, "attempt")? as u32;
+        events.push((
+            id,
+            TimelineEntry {
+                at: now,
+                state: JobState::Available,
+                attempt,
+                agent_id: None,
+                actor: None,
+                reason_code: None,
+                error: None,
+            },
+        ));
+    }
+    insert_events(conn, tenant, &events).await
+}
+
+impl Store {
+    /// Register or refresh an agent.
+    pub async fn heartbeat_agent(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        queues: &[String],
+        types: &[String],
+        version: Option<&str>,
+    ) -> StoreResult<AgentView> {
+        let mut tx = self.begin_write().await?;
+        let now = Timestamp::now();
+        touch_agent(&mut tx, tenant, agent, queues, types, version, now).await?;
+        tx.commit().await?;
+        let agents = self.list_agents(tenant).await?;
+        Ok(agents
+            .into_iter()
+            .find(|a| a.agent_id == agent.as_str())
+            .expect("just written"))
+    }
+
+    /// The agent registry of a tenant, by id.
+    pub async fn list_agents(&self, tenant: &TenantId) -> StoreResult<Vec<AgentView>> {
+        let now = Timestamp::now();
+        let rows = sqlx::query("SELECT agent_id, queues, types, version, first_seen_at, last_heartbeat_at FROM agents WHERE tenant = $1 ORDER BY agent_id")
+            .bind(tenant.as_str())
+            .fetch_all(self.read_pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let last = row::int(r, "last_heartbeat_at")?;
+                Ok(AgentView {
+                    agent_id: row::text(r, "agent_id")?,
+                    queues: row::parse("agents", &row::text(r, "queues")?, |s| {
+                        serde_json::from_str(s)
+                    })?,
+                    types: row::parse("agents", &row::text(r, "types")?, |s| {
+                        serde_json::from_str(s)
+                    })?,
+                    version: row::opt_text(r, "version")?,
+                    first_seen_at: Timestamp::from_micros(row::int(r, "first_seen_at")?),
+                    last_heartbeat_at: Timestamp::from_micros(last),
+                    online: now.as_micros() - last <= AGENT_ONLINE_MICROS,
+                })
+            })
+            .collect()
+    }
+
+    /// Claim up to `max_jobs` ready jobs from the named queues (skipping paused ones), in
+    /// claim order: priority (smaller first), then `run_at`, then id. One transaction: the
+    /// jobs become `running` under one new lease, with their timeline entries.
+    pub async fn lease_jobs(
+        &self,
+        tenant: &TenantId,
+        req: &LeaseRequest,
+    ) -> StoreResult<Vec<LeasedJob>> {
+        let mut tx = self.begin_write().await?;
+        let now = Timestamp::now();
+        let queue_names: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
+        let type_names: Vec<String> = req
+            .types
+            .iter()
+            .flatten()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        touch_agent(
+            &mut tx,
+            tenant,
+            &req.agent_id,
+            &queue_names,
+            &type_names,
+            None,
+            now,
+        )
+        .await?;
+
+        let mut sql = format!(
+            "SELECT id, queue, job_type, payload, attempt, max_attempts FROM jobs WHERE tenant = $1 AND state = 'available' AND run_at <= $2 \
+             AND queue IN ({}) AND queue NOT IN (SELECT name FROM queues WHERE tenant = $1 AND paused <> {})",
+            list_placeholders(queue_names.len(), 3),
+            if self.backend() == Backend::Postgres {
+                "FALSE"
+            } else {
+                "0"
+            },
+        );
+        if !type_names.is_empty() {
+            sql.push_str(&format!(
+                " AND job_type IN ({})",
+                list_placeholders(type_names.len(), 3 + queue_names.len())
+            ));
+        }
+        sql.push_str(&format!(
+            " ORDER BY priority, run_at, id LIMIT {}",
+            req.max_jobs
+        ));
+        if self.backend() == Backend::Postgres {
+            // Several nodes claim at once: each skips the rows another is claiming.
+            sql.push_str(" FOR UPDATE OF jobs SKIP LOCKED");
+        }
+        let mut q = sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .bind(now.as_micros());
+        for n in queue_names.iter().chain(type_names.iter()) {
+            q = q.bind(n.as_str());
+        }
+        let rows = q.fetch_all(&mut *tx).await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let lease_id = uuid::Uuid::now_v7().to_string();
+        let expires = now.saturating_add_micros(req.lease_secs as i64 * 1_000_000);
+        let mut leased = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let attempt = row::int(r, "attempt")? as u32;
+            let max_attempts = row::int(r, "max_attempts")? as u32;
+            let t = transition(JobState::Available, attempt, max_attempts, JobEvent::Lease)
+                .expect("available jobs can be leased");
+            leased.push(LeasedJob {
+                id: row::parse("jobs", &row::text(r, "id")?, JobId::parse)?,
+                lease_id: lease_id.clone(),
+                queue: row::parse("jobs", &row::text(r, "queue")?, QueueName::parse)?,
+                job_type: row::parse("jobs", &row::text(r, "job_type")?, JobType::parse)?,
+                payload: row::parse("jobs", &row::text(r, "payload")?, |s| {
+                    serde_json::from_str(s)
+                })?,
+                attempt: t.attempt,
+                lease_expires_at: expires,
+            });
+        }
+        for chunk in leased.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_id = $1, lease_agent = $2, lease_secs = $3, lease_expires_at = $4, updated_at = $5 \
+                 WHERE tenant = $6 AND state = 'available' AND id IN ({})",
+                list_placeholders(chunk.len(), 7)
+            );
+            let mut q = sqlx::query(&sql)
+                .bind(lease_id.as_str())
+                .bind(req.agent_id.as_str())
+                .bind(req.lease_secs as i64)
+                .bind(expires.as_micros())
+                .bind(now.as_micros())
+                .bind(tenant.as_str());
+            for j in chunk {
+                q = q.bind(j.id.to_string());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let events: Vec<(JobId, TimelineEntry)> = leased
+            .iter()
+            .map(|j| {
+                (
+                    j.id,
+                    TimelineEntry {
+                        at: now,
+                        state: JobState::Running,
+                        attempt: j.attempt,
+                        agent_id: Some(req.agent_id.as_str().to_owned()),
+                        actor: None,
+                        reason_code: None,
+                        error: None,
+                    },
+                )
+            })
+            .collect();
+        insert_events(&mut tx, tenant, &events).await?;
+        tx.commit().await?;
+        Ok(leased)
+    }
+
+    /// Extend a held lease by its duration; `LEASE_NOT_HELD` (and no change) otherwise.
+    pub async fn heartbeat_lease(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        lease_id: &str,
+    ) -> StoreResult<Result<Timestamp, ReasonCode>> {
+        let mut tx = self.begin_write().await?;
+        let now = Timestamp::now();
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $1 + lease_secs * 1000000, updated_at = $1 \
+             WHERE tenant = $2 AND id = $3 AND state = 'running' AND lease_id = $4 RETURNING lease_expires_at",
+        )
+        .bind(now.as_micros())
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .bind(lease_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match r {
+            Some(r) => Ok(Timestamp::from_micros(row::int(&r, "lease_expires_at")?)),
+            None => Err(self.why_not_held(&mut tx, tenant, id).await?),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn why_not_held(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &TenantId,
+        id: JobId,
+    ) -> StoreResult<ReasonCode> {
+        let exists = sqlx::query("SELECT 1 FROM jobs WHERE tenant = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(if exists.is_some() {
+            ReasonCode::LeaseNotHeld
+        } else {
+            ReasonCode::UnknownJobId
+        })
+    }
+
+    /// Settle a batch of completions and failures in one transaction. Each item answers in
+    /// request order: `Ok` or the code that refused it (`LEASE_NOT_HELD`, `UNKNOWN_JOB_ID`);
+    /// a refused item changes nothing. Successes release dependents; final failures cancel
+    /// them with `UPSTREAM_FAILED`.
+    pub async fn finish_jobs(
+        &self,
+        tenant: &TenantId,
+        items: &[FinishItem],
+    ) -> StoreResult<Vec<Result<(), ReasonCode>>> {
+        let mut tx = self.begin_write().await?;
+        let now = Timestamp::now();
+        let ids: Vec<JobId> = items.iter().map(|i| i.id).collect();
+        let lock = self.dialect().for_update();
+        let jobs = fetch_by_ids(&mut tx, tenant, &ids, lock).await?;
+        let leases: HashMap<JobId, Option<String>> = {
+            let mut m = HashMap::new();
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let sql = format!(
+                    "SELECT id, lease_id FROM jobs WHERE tenant = $1 AND id IN ({})",
+                    list_placeholders(chunk.len(), 2)
+                );
+                let mut q = sqlx::query(&sql).bind(tenant.as_str());
+                for id in chunk {
+                    q = q.bind(id.to_string());
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    m.insert(
+                        row::parse("jobs", &row::text(&r, "id")?, JobId::parse)?,
+                        row::opt_text(&r, "lease_id")?,
+                    );
+                }
+            }
+            m
+        };
+        let mut settled: HashMap<JobId, JobState> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut events = Vec::new();
+        let mut succeeded = Vec::new();
+        let mut dead = Vec::new();
+        for item in items {
+            let Some(job) = jobs.get(&item.id) else {
+                outcomes.push(Err(ReasonCode::UnknownJobId));
+                continue;
+            };
+            let state = settled.get(&item.id).copied().unwrap_or(job.state);
+            let held = state == JobState::Running
+                && leases.get(&item.id).and_then(|l| l.as_deref()) == Some(item.lease_id.as_str());
+            if !held {
+                outcomes.push(Err(ReasonCode::LeaseNotHeld));
+                continue;
+            }
+            let (event, result, error) = match &item.finish {
+                Finish::Complete { result } => (
+                    JobEvent::Complete,
+                    result.as_ref().map(|r| r.to_string()),
+                    None,
+                ),
+                Finish::Fail { error, retryable } => (
+                    JobEvent::Fail {
+                        retryable: *retryable,
+                    },
+                    None,
+                    Some(error.clone()),
+                ),
+            };
+            let t = transition(state, job.attempt, job.max_attempts, event)
+                .expect("running jobs can finish");
+            let run_at = if t.to == JobState::Retrying {
+                now.saturating_add_micros(retry_delay_micros(
+                    job.attempt,
+                    RETRY_BASE_MICROS,
+                    RETRY_MAX_MICROS,
+                    RETRY_JITTER,
+                    random_u64(),
+                ))
+            } else {
+                job.run_at
+            };
+            sqlx::query(
+                "UPDATE jobs SET state = $1, run_at = $2, result = COALESCE($3, result), last_error = COALESCE($4, last_error), \
+                 lease_id = NULL, lease_agent = NULL, lease_expires_at = NULL, updated_at = $5 WHERE tenant = $6 AND id = $7",
+            )
+            .bind(t.to.as_str())
+            .bind(run_at.as_micros())
+            .bind(result)
+            .bind(error.clone())
+            .bind(now.as_micros())
+            .bind(tenant.as_str())
+            .bind(item.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+            events.push((
+                item.id,
+                TimelineEntry {
+                    at: now,
+                    state: t.to,
+                    attempt: t.attempt,
+                    agent_id: None,
+                    actor: None,
+                    reason_code: None,
+                    error,
+                },
+            ));
+            settled.insert(item.id, t.to);
+            match t.to {
+                JobState::Succeeded => succeeded.push(item.id),
+                JobState::DeadLetter => dead.push(item.id),
+                _ => {}
+            }
+            outcomes.push(Ok(()));
+        }
+        insert_events(&mut tx, tenant, &events).await?;
+        for id in succeeded {
+            promote_dependents(&mut tx, tenant, id, now).await?;
+        }
+        for id in dead {
+            cascade_upstream_failure(&mut tx, tenant, id, now, lock).await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Return jobs whose lease ran out to `available` (or `dead_letter` when their attempts
+    /// are spent), with timeline error `lease_expired`. Returns how many, across tenants.
+    pub async fn recover_expired_leases(&self) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let now = Timestamp::now();
+        let mut sql = format!(
+            "SELECT tenant, id, attempt, max_attempts FROM jobs WHERE state = 'running' AND lease_expires_at < $1 LIMIT {SWEEP_BATCH}"
+        );
+        if self.backend() == Backend::Postgres {
+            sql.push_str(" FOR UPDATE SKIP LOCKED");
+        }
+        let rows = sqlx::query(&sql)
+            .bind(now.as_micros())
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in &rows {
+            let tenant = row::parse(
+                "jobs",
+                &row::text(r, "tenant")?,
+                TenantId::parse_including_reserved,
+            )?;
+            let id = row::parse("jobs", &row::text(r, "id")?, JobId::parse)?;
+            let attempt = row::int(r, "attempt")? as u32;
+            let t = transition(
+                JobState::Running,
+                attempt,
+                row::int(r, "max_attempts")? as u32,
+                JobEvent::LeaseExpired,
+            )
+            .expect("running jobs can expire");
+            sqlx::query("UPDATE jobs SET state = $1, lease_id = NULL, lease_agent = NULL, lease_expires_at = NULL, last_error = 'lease_expired', updated_at = $2 WHERE tenant = $3 AND id = $4")
+                .bind(t.to.as_str())
+                .bind(now.as_micros())
+                .bind(tenant.as_str())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let event = TimelineEntry {
+                at: now,
+                state: t.to,
+                attempt,
+                agent_id: None,
+                actor: None,
+                reason_code: None,
+                error: Some("lease_expired".into()),
+            };
+            insert_events(&mut tx, &tenant, &[(id, event)]).await?;
+            if t.to == JobState::DeadLetter {
+                cascade_upstream_failure(&mut tx, &tenant, id, now, self.dialect().for_update())
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Make due jobs available: `retrying` ones whose backoff passed, and `pending` ones
+    /// whose `run_at` came and whose dependencies all succeeded. Returns how many.
+    pub async fn promote_due_jobs(&self) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let now = Timestamp::now();
+        let rows = sqlx::query(&format!(
+            "SELECT tenant, id, state, attempt FROM jobs j WHERE ((state = 'retrying' AND run_at <= $1) OR (state = 'pending' AND run_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs u ON u.tenant = d.tenant AND u.id = d.depends_on \
+                             WHERE d.tenant = j.tenant AND d.job_id = j.id AND u.state <> 'succeeded'))) LIMIT {SWEEP_BATCH}"
+        ))
+        .bind(now.as_micros())
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let tenant = row::parse(
+                "jobs",
+                &row::text(r, "tenant")?,
+                TenantId::parse_including_reserved,
+            )?;
+            let id = row::parse("jobs", &row::text(r, "id")?, JobId::parse)?;
+            let from = row::parse("jobs", &row::text(r, "state")?, |s| {
+                JobState::parse(s).ok_or("unknown state")
+            })?;
+            sqlx::query("UPDATE jobs SET state = 'available', updated_at = $1 WHERE tenant = $2 AND id = $3 AND state = $4")
+                .bind(now.as_micros())
+                .bind(tenant.as_str())
+                .bind(id.to_string())
+                .bind(from.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let attempt = row::int(r, "attempt")? as u32;
+            let event = TimelineEntry {
+                at: now,
+                state: JobState::Available,
+                attempt,
+                agent_id: None,
+                actor: None,
+                reason_code: None,
+                error: None,
+            };
+            insert_events(&mut tx, &tenant, &[(id, event)]).await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+}
