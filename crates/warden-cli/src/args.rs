@@ -28,6 +28,33 @@ pub enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run jobs: lease them and run a shell command per job (payload on stdin, result
+    /// from stdout, non-zero exit = failure).
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Queue to lease from; repeatable.
+    #[arg(long = "queue", required = true)]
+    pub queues: Vec<String>,
+    /// Only jobs of this type; repeatable (default: any type).
+    #[arg(long = "type")]
+    pub types: Vec<String>,
+    /// The shell command run for each job (`sh -c`).
+    #[arg(long)]
+    pub exec: String,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: u32,
+    /// Lease duration in seconds; the worker heartbeats at a third of it.
+    #[arg(long, default_value_t = 30)]
+    pub lease_seconds: u32,
+    /// This worker's id in the agent registry (default: host name and process id).
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
 /// Where the store is (for `serve` and the store-side commands).

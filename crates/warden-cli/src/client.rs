@@ -17,6 +17,7 @@ pub enum Need<'a> {
 }
 
 /// A connection to a Warden server with a token.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,

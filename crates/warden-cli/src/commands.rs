@@ -27,6 +27,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Jobs(c) => jobs(c).await,
         Command::Queues(c) => queues(c).await,
         Command::Audit(c) => audit(c).await,
+        Command::Worker(args) => crate::worker::run(args).await,
     }
 }
 

@@ -7,6 +7,7 @@ mod args;
 mod client;
 mod commands;
 mod serve;
+mod worker;
 
 use std::process::ExitCode;
 

@@ -455,3 +455,131 @@ fn operator_token_verifies_with_pyjwt_against_the_served_jwks() {
     );
     assert!(server.terminate().success());
 }
+
+fn jobs_in_state(env: &[(&str, &str)], state: &str) -> Vec<Value> {
+    let o = run(
+        &[
+            "jobs", "list", "--state", state, "--limit", "1000", "--json",
+        ],
+        env,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["items"].as_array().unwrap().clone()
+}
+
+#[test]
+fn worker_runs_a_shell_command_per_job_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let server = Server::start(dir.path());
+    let (id, secret) = creds(data, "default", "worker", "Orch.Worker");
+    let (vid, vsecret) = creds(data, "default", "viewer", "Orch.Viewer");
+    let viewer = [
+        ("WARDEN_URL", server.url.as_str()),
+        ("WARDEN_CLIENT_ID", vid.as_str()),
+        ("WARDEN_CLIENT_SECRET", vsecret.as_str()),
+    ];
+    let env = [
+        ("WARDEN_URL", server.url.as_str()),
+        ("WARDEN_CLIENT_ID", id.as_str()),
+        ("WARDEN_CLIENT_SECRET", secret.as_str()),
+    ];
+    for n in 0..5 {
+        let payload = format!(r#"{{"n": {n}}}"#);
+        let o = run(
+            &[
+                "jobs",
+                "enqueue",
+                "--queue",
+                "work",
+                "--type",
+                "double",
+                "--payload",
+                &payload,
+            ],
+            &env,
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = run(
+        &[
+            "jobs",
+            "enqueue",
+            "--queue",
+            "work",
+            "--type",
+            "broken",
+            "--payload",
+            "{}",
+            "--max-attempts",
+            "1",
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // The command doubles n with python (payload on stdin, JSON result on stdout), and
+    // fails loudly for the `broken` type.
+    let exec = r#"if [ "$WARDEN_JOB_TYPE" = broken ]; then echo 'no such thing' >&2; exit 3; fi; python3 -c 'import json,sys; print(json.dumps({"doubled": json.load(sys.stdin)["n"] * 2}))'"#;
+    let mut worker = warden();
+    worker.args([
+        "worker",
+        "--queue",
+        "work",
+        "--exec",
+        exec,
+        "--concurrency",
+        "3",
+        "--lease-seconds",
+        "5",
+        "--agent-id",
+        "test-worker",
+    ]);
+    for (k, v) in env {
+        worker.env(k, v);
+    }
+    let mut child = worker
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while jobs_in_state(&viewer, "succeeded").len() < 5
+        || jobs_in_state(&viewer, "dead_letter").is_empty()
+    {
+        assert!(Instant::now() < deadline, "jobs did not finish");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let done = jobs_in_state(&viewer, "succeeded");
+    let mut doubled: Vec<i64> = done
+        .iter()
+        .map(|j| j["result"]["doubled"].as_i64().unwrap())
+        .collect();
+    doubled.sort_unstable();
+    assert_eq!(doubled, [0, 2, 4, 6, 8]);
+    let dead = &jobs_in_state(&viewer, "dead_letter")[0];
+    let err = dead["last_error"].as_str().unwrap();
+    assert!(
+        err.contains("exit status 3") && err.contains("no such thing"),
+        "{err}"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "worker exits 0 on SIGTERM: {status:?}");
+    assert!(server.terminate().success());
+}
