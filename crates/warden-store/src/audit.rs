@@ -142,6 +142,7 @@ pub(crate) async fn append_in_tx(
             "INSERT INTO audit_entries (tenant, seq, id, created_at, actor, action, target_kind, target_id, outcome, reason_code, operator_ticket, canonical) VALUES {}",
             values_placeholders(chunk_entries.len(), 12, 1)
         );
+        let sql = crate::sql::for_backend(conn, sql);
         let mut q = sqlx::query(&sql);
         for (e, (canonical, _)) in chunk_entries.iter().zip(chunk_encoded) {
             q = q
@@ -164,6 +165,7 @@ pub(crate) async fn append_in_tx(
             "INSERT INTO audit_leaves (tenant, seq, leaf_hash) VALUES {}",
             values_placeholders(chunk_entries.len(), 3, 1)
         );
+        let sql = crate::sql::for_backend(conn, sql);
         let mut q = sqlx::query(&sql);
         for (e, (_, hash)) in chunk_entries.iter().zip(chunk_encoded) {
             q = q

@@ -112,6 +112,7 @@ async fn insert_jobs(
             "INSERT INTO jobs (tenant, {JOB_COLUMNS}) VALUES {}",
             values_placeholders(chunk.len(), 18, 1)
         );
+        let sql = crate::sql::for_backend(conn, sql);
         let mut q = sqlx::query(&sql);
         for j in chunk {
             q = q
@@ -145,6 +146,7 @@ async fn insert_jobs(
             "INSERT INTO job_deps (tenant, job_id, depends_on) VALUES {}",
             values_placeholders(chunk.len(), 3, 1)
         );
+        let sql = crate::sql::for_backend(conn, sql);
         let mut q = sqlx::query(&sql);
         for (job, dep) in chunk {
             q = q
@@ -184,6 +186,7 @@ pub(crate) async fn insert_events(
             "INSERT INTO job_events (tenant, job_id, at, state, attempt, agent_id, actor, reason_code, error) VALUES {}",
             values_placeholders(chunk.len(), 9, 1)
         );
+        let sql = crate::sql::for_backend(conn, sql);
         let mut q = sqlx::query(&sql);
         for (id, e) in chunk {
             q = q
@@ -228,6 +231,7 @@ async fn ensure_queues(
             "INSERT INTO queues (tenant, name, paused, created_at, updated_at) VALUES {} ON CONFLICT (tenant, name) DO NOTHING",
             values_placeholders(chunk.len(), 5, 1)
         );
+        let sql = crate::sql::for_backend(conn, sql);
         let mut q = sqlx::query(&sql);
         for name in chunk {
             q = q
@@ -255,6 +259,7 @@ pub(crate) async fn fetch_by_ids(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND id IN ({}){lock}",
             list_placeholders(chunk.len(), 2)
         );
+        let sql = crate::sql::for_backend(conn, sql);
         let mut q = sqlx::query(&sql).bind(tenant.as_str());
         for id in chunk {
             q = q.bind(id.to_string());
@@ -432,6 +437,7 @@ impl Store {
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key IN ({})",
                 list_placeholders(chunk.len(), 2)
             );
+            let sql = crate::sql::for_backend(&tx, sql);
             let mut q = sqlx::query(&sql).bind(tenant.as_str());
             for k in chunk {
                 q = q.bind(*k);

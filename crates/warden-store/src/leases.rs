@@ -323,6 +323,7 @@ impl Store {
                  WHERE tenant = $6 AND state = 'available' AND id IN ({})",
                 list_placeholders(chunk.len(), 7)
             );
+            let sql = crate::sql::for_backend(&tx, sql);
             let mut q = sqlx::query(&sql)
                 .bind(lease_id.as_str())
                 .bind(req.agent_id.as_str())
@@ -423,6 +424,7 @@ impl Store {
                     "SELECT id, lease_id FROM jobs WHERE tenant = $1 AND id IN ({})",
                     list_placeholders(chunk.len(), 2)
                 );
+                let sql = crate::sql::for_backend(&tx, sql);
                 let mut q = sqlx::query(&sql).bind(tenant.as_str());
                 for id in chunk {
                     q = q.bind(id.to_string());

@@ -29,6 +29,7 @@ pub(crate) async fn enqueue_audit_events(
             "INSERT INTO outbox (created_at, topic, payload) VALUES {}",
             values_placeholders(chunk.len(), 3, 1)
         );
+        let sql = crate::sql::for_backend(conn, sql);
         let mut q = sqlx::query(&sql);
         for e in chunk {
             let payload = serde_json::to_string(e).expect("events serialize");
