@@ -260,7 +260,9 @@ pub(crate) async fn fetch_by_ids(
             list_placeholders(chunk.len(), 2)
         );
         let sql = crate::sql::for_backend(conn, sql);
-        let mut q = sqlx::query(&sql).bind(tenant.as_str());
+        // Not a cached prepared statement: a generic plan chosen while the table was small
+        // (fresh statistics lag bulk loads) would scan it on every later call.
+        let mut q = sqlx::query(&sql).persistent(false).bind(tenant.as_str());
         for id in chunk {
             q = q.bind(id.to_string());
         }

@@ -588,9 +588,9 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let now = Timestamp::now();
         let rows = sqlx::query(&format!(
-            "SELECT tenant, id, state, attempt FROM jobs j WHERE ((state = 'retrying' AND run_at <= $1) OR (state = 'pending' AND run_at <= $1 \
-             AND NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs u ON u.tenant = d.tenant AND u.id = d.depends_on \
-                             WHERE d.tenant = j.tenant AND d.job_id = j.id AND u.state <> 'succeeded'))) LIMIT {SWEEP_BATCH}"
+            "SELECT tenant, id, state, attempt FROM jobs j WHERE state IN ('pending', 'retrying') AND run_at <= $1 \
+             AND (state = 'retrying' OR NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs u ON u.tenant = d.tenant AND u.id = d.depends_on \
+                             WHERE d.tenant = j.tenant AND d.job_id = j.id AND u.state <> 'succeeded')) LIMIT {SWEEP_BATCH}"
         ))
         .bind(now.as_micros())
         .fetch_all(&mut *tx)
