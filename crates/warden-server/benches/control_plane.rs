@@ -18,7 +18,9 @@
 //! connection (default `postgres://postgres@127.0.0.1:5432/postgres`); when it is
 //! unreachable the PostgreSQL backend is skipped with a message, unless it was asked for
 //! explicitly. `WARDEN_BENCH_JSON=FILE` appends one JSON line per result (for aggregating
-//! several runs).
+//! several runs). `WARDEN_BENCH_ANALYZE=1` (diagnostic) refreshes planner statistics before
+//! the replay and audit measurements. `WARDEN_BENCH_KEEP=1` keeps the databases (the
+//! SQLite file, the PostgreSQL database) and prints where they are, for `EXPLAIN ANALYZE`.
 //!
 //! Scenarios and the targets:
 //! 1. `cancel`: one audited operator action (`POST /api/v1/jobs/{id}/cancel`) at a time,
@@ -111,6 +113,8 @@ struct Options {
     scenarios: Vec<&'static str>,
     postgres_explicit: bool,
     json_out: Option<String>,
+    /// Keep the database (and SQLite directory) for a post-mortem (`EXPLAIN ANALYZE`).
+    keep: bool,
     sizes: Sizes,
 }
 
@@ -157,6 +161,7 @@ fn options() -> R<Options> {
         json_out: std::env::var("WARDEN_BENCH_JSON")
             .ok()
             .filter(|s| !s.is_empty()),
+        keep: std::env::var("WARDEN_BENCH_KEEP").is_ok_and(|v| !v.is_empty() && v != "0"),
         sizes: if quick { Sizes::quick() } else { Sizes::full() },
     })
 }
@@ -240,8 +245,8 @@ fn print_table(backend: &str, rows: &[Row]) {
     println!();
     println!("== {backend} ==");
     println!(
-        "{:<34} {:<26} {:>12} {:<6} {:<14} {}",
-        "scenario", "metric", "value", "unit", "target", "verdict"
+        "{:<34} {:<26} {:>12} {:<6} {:<14} verdict",
+        "scenario", "metric", "value", "unit", "target"
     );
     let mut last = String::new();
     for r in rows {
@@ -418,7 +423,7 @@ impl Server {
         })
     }
 
-    async fn shutdown(mut self) -> R<()> {
+    async fn shutdown(mut self, keep: bool) -> R<()> {
         // Close our keep-alive connections first so the graceful drain has nothing to wait for.
         self.http = reqwest::Client::new();
         if let Some(tx) = self.stop.take() {
@@ -430,6 +435,22 @@ impl Server {
                 Ok(Ok(Err(e))) => eprintln!("[{}] server ended with an error: {e}", self.backend),
                 Ok(Err(e)) => eprintln!("[{}] server task failed: {e}", self.backend),
                 Err(_) => eprintln!("[{}] server did not stop within 60 s", self.backend),
+            }
+        }
+        if keep {
+            if let Some(dir) = self._dir.take() {
+                eprintln!(
+                    "[{}] kept {}",
+                    self.backend,
+                    dir.keep().join("warden.db").display()
+                );
+            }
+            if let Some((admin, name)) = self.pg.take() {
+                eprintln!(
+                    "[{}] kept database {}",
+                    self.backend,
+                    warden_store::redact_url(&with_database(&admin, &name))
+                );
             }
         }
         if let Some((admin, name)) = self.pg.take() {
@@ -592,6 +613,30 @@ impl Server {
     /// Wait until the outbox relay has delivered everything (the relay competes with
     /// requests for the writer; measuring reads while it drains a million events would
     /// measure the drain). Returns how long it took.
+    /// Diagnostic only (`WARDEN_BENCH_ANALYZE=1`): refresh the planner's statistics the
+    /// way autovacuum eventually would (`VACUUM ANALYZE` on PostgreSQL, `ANALYZE` on
+    /// SQLite) before measuring, to separate plan choice from the server's own cost. Off
+    /// by default: the numbers of record measure the server as it runs.
+    async fn maybe_analyze(&self, rep: &mut Report, scenario: &str) -> R<()> {
+        if !std::env::var("WARDEN_BENCH_ANALYZE").is_ok_and(|v| !v.is_empty() && v != "0") {
+            return Ok(());
+        }
+        let sql = if self.backend == "postgres" {
+            "VACUUM ANALYZE"
+        } else {
+            "ANALYZE"
+        };
+        let t = Instant::now();
+        self.state.store.execute_raw(sql).await?;
+        rep.add(
+            scenario,
+            &format!("diagnostic: {sql} first"),
+            t.elapsed().as_secs_f64(),
+            "s",
+        );
+        Ok(())
+    }
+
     async fn wait_outbox_drained(&self, limit: Duration) -> R<Duration> {
         let start = Instant::now();
         while !self.state.store.outbox_peek(1).await?.is_empty() {
@@ -654,6 +699,28 @@ async fn bench_cancel(s: &Server, z: &Sizes, rep: &mut Report) -> R<()> {
         z.cancel_jobs as f64 / wall.as_secs_f64(),
         "ops/s",
     );
+    // Where the time goes: the same request path without the write transaction (bearer
+    // verification, client lookup, one indexed read and the job's timeline), over the same
+    // jobs, sequentially.
+    let mut base = Vec::with_capacity(z.cancel_jobs);
+    for id in ids.iter().skip(z.cancel_warmup) {
+        let t = Instant::now();
+        let r = s
+            .http
+            .get(s.url(&format!("/api/v1/jobs/{id}")))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        let status = r.status();
+        r.bytes().await?;
+        base.push(t.elapsed());
+        if status != 200 {
+            bail!("GET job {id}: {status}");
+        }
+    }
+    let b = Latencies::new(base);
+    rep.add(&sc, "baseline GET job median", b.get("median"), "ms");
+    rep.add(&sc, "baseline GET job p99", b.get("p99"), "ms");
     Ok(())
 }
 
@@ -730,7 +797,45 @@ async fn bench_token(s: &Server, z: &Sizes, rep: &mut Report) -> R<()> {
             rep.latencies(&sc, &l, &["median", "p99"]);
         }
     }
+    // The ceiling of this harness on this machine: the same loop against `GET /healthz`
+    // (no store, no crypto), since the load generator shares the server's two cores.
+    let sc = format!("2 ceiling: GET /healthz (c=8, {}s)", z.token_secs);
+    let (rate, l) = healthz_run(s, 8, z.token_secs).await?;
+    rep.add(&sc, "requests/s", rate, "1/s");
+    rep.latencies(&sc, &l, &["median", "p99"]);
     Ok(())
+}
+
+async fn healthz_run(s: &Server, concurrency: usize, secs: f64) -> R<(f64, Latencies)> {
+    let url = Arc::new(s.url("/healthz"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (http, url, stop) = (s.http.clone(), url.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let r = http.get(url.as_str()).send().await?;
+                let status = r.status();
+                r.bytes().await?;
+                if status != 200 {
+                    return Err(format!("GET /healthz: {status}").into());
+                }
+                lat.push(t.elapsed());
+            }
+            Ok::<_, Box<dyn Error + Send + Sync>>(lat)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+    Ok((rate, Latencies::new(all)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -761,6 +866,7 @@ async fn bench_replay(s: &Server, z: &Sizes, rep: &mut Report) -> R<()> {
         bail!("dead-lettered {changed} of {n}");
     }
     s.wait_outbox_drained(Duration::from_secs(600)).await?;
+    s.maybe_analyze(rep, &sc).await?;
     let before = s.audit_total(&token).await?;
     let t = Instant::now();
     let (status, body) = s
@@ -795,6 +901,32 @@ async fn bench_replay(s: &Server, z: &Sizes, rep: &mut Report) -> R<()> {
     rep.add(&sc, "entries/s", (n + 1) as f64 / wall.as_secs_f64(), "1/s");
     rep.add(&sc, "audit entries written", (after - before) as f64, "");
     rep.add(&sc, "setup: enqueue via batch", enqueue.as_secs_f64(), "s");
+    // Where the time goes: the snapshot (the filter evaluated once) on the store directly.
+    // The old jobs stay dead letters, so the same filter still matches all of them.
+    let filter = warden_store::jobs::JobFilter {
+        state: Some(warden_core::jobs::JobState::DeadLetter),
+        ..Default::default()
+    };
+    let mut snap = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let got = s
+            .state
+            .store
+            .snapshot_job_ids(&cred.tenant, &filter, n as u32 + 1)
+            .await?;
+        snap.push(t.elapsed());
+        if got.len() != n {
+            bail!("snapshot found {} of {n}", got.len());
+        }
+    }
+    let snap = Latencies::new(snap);
+    rep.add(
+        &sc,
+        "store-only: snapshot (median of 3)",
+        snap.get("median") / 1e3,
+        "s",
+    );
     Ok(())
 }
 
@@ -905,6 +1037,7 @@ async fn bench_audit(s: &Server, z: &Sizes, rep: &mut Report) -> R<()> {
     }
     let seeding = t.elapsed();
     let drain = s.wait_outbox_drained(Duration::from_secs(1800)).await?;
+    s.maybe_analyze(rep, &sc_seed).await?;
     let size = s.state.store.audit_size(&tenant).await?;
     rep.add(&sc_seed, "seeding time", seeding.as_secs_f64(), "s");
     rep.add(
@@ -1054,7 +1187,7 @@ async fn run_backend(backend: &'static str, opts: &Options) -> R<Vec<Row>> {
             break;
         }
     }
-    let stopped = server.shutdown().await;
+    let stopped = server.shutdown(opts.keep).await;
     result?;
     stopped?;
     Ok(rep.rows)
