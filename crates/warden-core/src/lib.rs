@@ -18,6 +18,7 @@ pub mod audit;
 pub mod canonical;
 pub mod events;
 pub mod jobs;
+pub mod limits;
 pub mod names;
 pub mod reason;
 pub mod scopes;

@@ -78,6 +78,7 @@ impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         Self {
             errors: r.errors,
+            retry_after: r.retry_after,
             ..Self::new(r.code, r.detail)
         }
     }

@@ -192,7 +192,7 @@ impl Application {
 }
 
 /// The periodic loops: outbox relay, `_system` failure flush, lease recovery and promotion
-/// of due jobs, issuer key refresh.
+/// of due jobs, planner statistics (PostgreSQL), issuer key refresh.
 fn spawn_background(
     state: AppState,
     stop: watch::Receiver<bool>,
@@ -217,6 +217,19 @@ fn spawn_background(
     tasks.push(every(Duration::from_secs(1), stop.clone(), move || {
         let s = s.clone();
         async move { sweep_jobs(&s).await }
+    }));
+    let s = state.clone();
+    tasks.push(every(Duration::from_secs(5), stop.clone(), move || {
+        let s = s.clone();
+        async move {
+            match s.store.refresh_planner_stats().await {
+                Ok(t) if !t.is_empty() => {
+                    tracing::info!(tables = ?t, "refreshed planner statistics")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not refresh planner statistics"),
+            }
+        }
     }));
     if state
         .authority

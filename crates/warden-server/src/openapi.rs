@@ -81,11 +81,12 @@ pub fn document(server_url: &str) -> Value {
         if *scope != "none" {
             op["security"] = json!([{"bearer": scope.split('|').collect::<Vec<_>>()}]);
         }
-        if *method == "post"
-            && path.starts_with("/api/v1/jobs")
-            && !path.ends_with("/cancel")
-            && !path.ends_with("}/replay")
-        {
+        let has_body = *method == "put"
+            || (*method == "post"
+                && path.starts_with("/api/v1/jobs")
+                && !path.ends_with("/cancel")
+                && !path.ends_with("}/replay"));
+        if has_body {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
         }
         if *path == "/oauth/token" {

@@ -7,11 +7,12 @@ pub mod jobs;
 pub mod oauth;
 pub mod ops;
 pub mod queues;
+pub mod quota;
 pub mod workers;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::Serialize;
 use warden_core::reason::ReasonCode;
 use warden_core::scopes::Scope;
@@ -128,6 +129,19 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "Resume a paused queue (audited queue.resume)",
     ),
     (
+        "put",
+        "/api/v1/queues/{name}/limits",
+        "orch:operate",
+        "Replace a queue's rate and concurrency limits (audited queue.limits)",
+    ),
+    ("get", "/api/v1/quota", "orch:read", "The tenant's quota"),
+    (
+        "put",
+        "/api/v1/quota",
+        "orch:quota",
+        "Replace the tenant's quota (audited quota.update)",
+    ),
+    (
         "get",
         "/api/v1/audit",
         "orch:read",
@@ -207,6 +221,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queues/{name}", get(queues::show))
         .route("/api/v1/queues/{name}/pause", post(queues::pause))
         .route("/api/v1/queues/{name}/resume", post(queues::resume))
+        .route("/api/v1/queues/{name}/limits", put(queues::limits))
+        .route("/api/v1/quota", get(quota::show).put(quota::update))
         .route("/api/v1/audit", get(audit::list).fallback(audit::immutable))
         .route(
             "/api/v1/audit/stats",

@@ -175,9 +175,136 @@ pub(crate) async fn append_in_tx(
         }
         q.execute(&mut *conn).await?;
     }
+    count_in_tx(conn, &entries).await?;
     let events: Vec<AuditEvent> = entries.iter().map(AuditEvent::from_entry).collect();
     outbox::enqueue_audit_events(conn, &events, now).await?;
     Ok(entries)
+}
+
+/// An hour in microseconds: the bucket of `audit_counts`.
+const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// (action, outcome, actor): the dimensions `audit_counts` keeps per hour.
+type CountKey = (String, String, String);
+
+/// Entries of one key: how many, the oldest and the newest time.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    n: i64,
+    first_at: i64,
+    last_at: i64,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.n += other.n;
+        self.first_at = self.first_at.min(other.first_at);
+        self.last_at = self.last_at.max(other.last_at);
+    }
+}
+
+/// Add `entries` (of one tenant) to the hourly counters, in the append's transaction.
+async fn count_in_tx(conn: &mut AnyConnection, entries: &[AuditEntry]) -> StoreResult<()> {
+    let Some(first) = entries.first() else {
+        return Ok(());
+    };
+    let mut tallies: BTreeMap<(i64, CountKey), Tally> = BTreeMap::new();
+    for e in entries {
+        let at = e.created_at.as_micros();
+        let key = (
+            at.div_euclid(HOUR_MICROS),
+            (
+                e.action.clone(),
+                e.outcome.as_str().to_owned(),
+                e.actor.clone(),
+            ),
+        );
+        let t = Tally {
+            n: 1,
+            first_at: at,
+            last_at: at,
+        };
+        tallies.entry(key).and_modify(|x| x.merge(t)).or_insert(t);
+    }
+    let rows: Vec<_> = tallies.into_iter().collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO audit_counts (tenant, hour, action, outcome, actor, n, first_at, last_at) VALUES {} \
+             ON CONFLICT (tenant, hour, action, outcome, actor) DO UPDATE SET n = audit_counts.n + excluded.n, \
+             first_at = CASE WHEN excluded.first_at < audit_counts.first_at THEN excluded.first_at ELSE audit_counts.first_at END, \
+             last_at = CASE WHEN excluded.last_at > audit_counts.last_at THEN excluded.last_at ELSE audit_counts.last_at END",
+            values_placeholders(chunk.len(), 8, 1)
+        );
+        let sql = crate::sql::for_backend(conn, sql);
+        let mut q = sqlx::query(&sql);
+        for ((hour, (action, outcome, actor)), t) in chunk {
+            q = q
+                .bind(first.tenant.clone())
+                .bind(*hour)
+                .bind(action.clone())
+                .bind(outcome.clone())
+                .bind(actor.clone())
+                .bind(t.n)
+                .bind(t.first_at)
+                .bind(t.last_at);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Fold per-key tallies into the stats document.
+fn stats_from_tallies(tallies: BTreeMap<CountKey, Tally>) -> AuditStats {
+    let mut total = 0;
+    let mut by_action = BTreeMap::new();
+    let mut by_outcome = BTreeMap::new();
+    let mut by_actor: BTreeMap<String, i64> = BTreeMap::new();
+    let mut first_at: Option<i64> = None;
+    let mut last_at: Option<i64> = None;
+    for ((action, outcome, actor), t) in tallies {
+        total += t.n;
+        *by_action.entry(action).or_insert(0) += t.n;
+        *by_outcome.entry(outcome).or_insert(0) += t.n;
+        *by_actor.entry(actor).or_insert(0) += t.n;
+        first_at = Some(first_at.map_or(t.first_at, |f| f.min(t.first_at)));
+        last_at = Some(last_at.map_or(t.last_at, |l| l.max(t.last_at)));
+    }
+    let mut top_actors: Vec<ActorCount> = by_actor
+        .into_iter()
+        .map(|(actor, count)| ActorCount { actor, count })
+        .collect();
+    // Most entries first; ties by name, byte-wise (the order the scan uses).
+    top_actors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.actor.cmp(&b.actor)));
+    top_actors.truncate(10);
+    AuditStats {
+        total,
+        by_action,
+        by_outcome,
+        top_actors,
+        first_at: first_at.map(Timestamp::from_micros),
+        last_at: last_at.map(Timestamp::from_micros),
+    }
+}
+
+fn ceil_div(a: i64, b: i64) -> i64 {
+    -(-a).div_euclid(b)
+}
+
+fn merge_tally_rows(rows: &[AnyRow], into: &mut BTreeMap<CountKey, Tally>) -> StoreResult<()> {
+    for r in rows {
+        let key = (
+            row::text(r, "action")?,
+            row::text(r, "outcome")?,
+            row::text(r, "actor")?,
+        );
+        let t = Tally {
+            n: row::int(r, "n")?,
+            first_at: row::int(r, "first_at")?,
+            last_at: row::int(r, "last_at")?,
+        };
+        into.entry(key).and_modify(|x| x.merge(t)).or_insert(t);
+    }
+    Ok(())
 }
 
 fn decode_stored(r: &AnyRow) -> StoreResult<StoredEntry> {
@@ -242,7 +369,10 @@ impl Where {
             self.eq_any("e.operator_ticket", std::slice::from_ref(t));
         }
         if let Some(o) = f.outcome {
-            self.eq_any("e.outcome", &[o.as_str().to_owned()]);
+            // A literal from a closed set, not a bind: the partial index `audit_rejected`
+            // is usable only when the planner sees the value.
+            self.clause
+                .push_str(&format!(" AND e.outcome = '{}'", o.as_str()));
         }
         if let Some(s) = f.since {
             self.cmp_int("e.created_at", ">=", s.as_micros());
@@ -340,60 +470,108 @@ impl Store {
         row.as_ref().map(decode_stored).transpose()
     }
 
-    /// Counts over a time range.
+    /// Counts over a time range: the whole hours inside `[since, until)` come from the
+    /// hourly counters, the partial hours at either edge (under an hour each) from the
+    /// entries themselves. Filters the counters do not keep (target, ticket) scan entries.
     pub async fn audit_stats(
         &self,
         tenant: &TenantId,
         filter: &AuditFilter,
     ) -> StoreResult<AuditStats> {
+        if filter.target.is_some() || filter.ticket.is_some() {
+            return self.audit_stats_scan(tenant, filter).await;
+        }
+        // Hours [lo, hi) lie wholly inside the range.
+        let lo = filter.since.map(|s| ceil_div(s.as_micros(), HOUR_MICROS));
+        let hi = filter.until.map(|u| u.as_micros().div_euclid(HOUR_MICROS));
+        let mut tallies = BTreeMap::new();
+        if let (Some(l), Some(h)) = (lo, hi)
+            && l >= h
+        {
+            self.tally_entries(tenant, filter, &mut tallies).await?;
+            return Ok(stats_from_tallies(tallies));
+        }
+        self.tally_counts(tenant, filter, lo, hi, &mut tallies)
+            .await?;
+        if let (Some(since), Some(l)) = (filter.since, lo)
+            && since.as_micros() < l * HOUR_MICROS
+        {
+            let edge = AuditFilter {
+                until: Some(Timestamp::from_micros(l * HOUR_MICROS)),
+                ..filter.clone()
+            };
+            self.tally_entries(tenant, &edge, &mut tallies).await?;
+        }
+        if let (Some(until), Some(h)) = (filter.until, hi)
+            && h * HOUR_MICROS < until.as_micros()
+        {
+            let edge = AuditFilter {
+                since: Some(Timestamp::from_micros(h * HOUR_MICROS)),
+                ..filter.clone()
+            };
+            self.tally_entries(tenant, &edge, &mut tallies).await?;
+        }
+        Ok(stats_from_tallies(tallies))
+    }
+
+    /// The same counts by scanning the entries: the fallback for filters the counters do
+    /// not keep, and the reference the counters are tested against.
+    pub async fn audit_stats_scan(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+    ) -> StoreResult<AuditStats> {
+        let mut tallies = BTreeMap::new();
+        self.tally_entries(tenant, filter, &mut tallies).await?;
+        Ok(stats_from_tallies(tallies))
+    }
+
+    async fn tally_entries(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+        into: &mut BTreeMap<CountKey, Tally>,
+    ) -> StoreResult<()> {
         let w = Where::new(tenant).filter(filter);
-        let grouped = |col: &str, extra: &str| {
-            format!(
-                "SELECT {col} AS k, COUNT(*) AS n FROM audit_entries e WHERE {} GROUP BY {col} {extra}",
-                w.clause
-            )
-        };
-        let pool = self.read_pool();
-        let mut by_action = BTreeMap::new();
-        let mut total = 0;
-        for r in w
-            .bind(sqlx::query(&grouped("e.action", "")))
-            .fetch_all(pool)
-            .await?
-        {
-            let n = row::int(&r, "n")?;
-            total += n;
-            by_action.insert(row::text(&r, "k")?, n);
-        }
-        let mut by_outcome = BTreeMap::new();
-        for r in w
-            .bind(sqlx::query(&grouped("e.outcome", "")))
-            .fetch_all(pool)
-            .await?
-        {
-            by_outcome.insert(row::text(&r, "k")?, row::int(&r, "n")?);
-        }
-        let mut top_actors = Vec::new();
-        let sql = grouped("e.actor", "ORDER BY n DESC, k ASC LIMIT 10");
-        for r in w.bind(sqlx::query(&sql)).fetch_all(pool).await? {
-            top_actors.push(ActorCount {
-                actor: row::text(&r, "k")?,
-                count: row::int(&r, "n")?,
-            });
-        }
         let sql = format!(
-            "SELECT MIN(e.created_at) AS a, MAX(e.created_at) AS b FROM audit_entries e WHERE {}",
+            "SELECT e.action AS action, e.outcome AS outcome, e.actor AS actor, COUNT(*) AS n, MIN(e.created_at) AS first_at, MAX(e.created_at) AS last_at FROM audit_entries e WHERE {} GROUP BY e.action, e.outcome, e.actor",
             w.clause
         );
-        let r = w.bind(sqlx::query(&sql)).fetch_one(pool).await?;
-        Ok(AuditStats {
-            total,
-            by_action,
-            by_outcome,
-            top_actors,
-            first_at: row::opt_int(&r, "a")?.map(Timestamp::from_micros),
-            last_at: row::opt_int(&r, "b")?.map(Timestamp::from_micros),
-        })
+        let rows = w
+            .bind(sqlx::query(&sql))
+            .fetch_all(self.read_pool())
+            .await?;
+        merge_tally_rows(&rows, into)
+    }
+
+    async fn tally_counts(
+        &self,
+        tenant: &TenantId,
+        filter: &AuditFilter,
+        lo: Option<i64>,
+        hi: Option<i64>,
+        into: &mut BTreeMap<CountKey, Tally>,
+    ) -> StoreResult<()> {
+        let mut w = Where::new(tenant).filter(&AuditFilter {
+            since: None,
+            until: None,
+            ..filter.clone()
+        });
+        if let Some(l) = lo {
+            w.cmp_int("e.hour", ">=", l);
+        }
+        if let Some(h) = hi {
+            w.cmp_int("e.hour", "<", h);
+        }
+        let sql = format!(
+            "SELECT e.action AS action, e.outcome AS outcome, e.actor AS actor, CAST(SUM(e.n) AS BIGINT) AS n, MIN(e.first_at) AS first_at, MAX(e.last_at) AS last_at FROM audit_counts e WHERE {} GROUP BY e.action, e.outcome, e.actor",
+            w.clause
+        );
+        let rows = w
+            .bind(sqlx::query(&sql))
+            .fetch_all(self.read_pool())
+            .await?;
+        merge_tally_rows(&rows, into)
     }
 
     /// How many entries the tenant's log holds (its next `seq`).

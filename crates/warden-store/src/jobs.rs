@@ -255,14 +255,8 @@ pub(crate) async fn fetch_by_ids(
 ) -> StoreResult<HashMap<JobId, Job>> {
     let mut out = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND id IN ({}){lock}",
-            list_placeholders(chunk.len(), 2)
-        );
-        let sql = crate::sql::for_backend(conn, sql);
-        // Not a cached prepared statement: a generic plan chosen while the table was small
-        // (fresh statistics lag bulk loads) would scan it on every later call.
-        let mut q = sqlx::query(&sql).persistent(false).bind(tenant.as_str());
+        let sql = crate::sql::select_by_ids(conn, "jobs", JOB_COLUMNS, chunk.len(), lock);
+        let mut q = sqlx::query(&sql).bind(tenant.as_str());
         for id in chunk {
             q = q.bind(id.to_string());
         }
@@ -491,6 +485,9 @@ impl Store {
                 fresh.push(i);
             }
         }
+
+        crate::limits::admit_enqueue(&mut tx, self.dialect(), tenant, fresh.len() as u64, now)
+            .await?;
 
         // Dependencies outside the batch must exist; their states decide the new jobs' states.
         // They are locked (shared) so that a concurrent cancel of one either commits before

@@ -12,7 +12,12 @@ use warden_core::names::{AgentId, JobId, JobType, QueueName, TenantId};
 use warden_core::reason::ReasonCode;
 use warden_core::time::Timestamp;
 
+use sqlx::any::AnyRow;
+use warden_core::limits::QueueLimits;
+
 use crate::jobs::{cascade_upstream_failure, fetch_by_ids, insert_events};
+use crate::limits::{count_in_states, quota_row};
+use crate::queues::decode_limits;
 use crate::sql::{ROWS_PER_STATEMENT, list_placeholders};
 use crate::{Backend, Store, StoreResult, row};
 
@@ -24,6 +29,20 @@ const RETRY_MAX_MICROS: i64 = 3_600_000_000;
 const RETRY_JITTER: f64 = 0.2;
 /// Rows a periodic pass handles per transaction.
 const SWEEP_BATCH: i64 = 1_000;
+
+/// A queue taking part in one lease.
+struct Lane {
+    name: QueueName,
+    limits: QueueLimits,
+    /// Whether its row must be locked (it has a rate or a concurrency limit).
+    limited: bool,
+    /// Its GCRA state.
+    tat: Option<i64>,
+    /// Jobs its `max_concurrency` still admits.
+    room: u64,
+    /// It has nothing more to give in this lease.
+    done: bool,
+}
 
 /// What a worker asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,37 +281,9 @@ impl Store {
         )
         .await?;
 
-        let mut sql = format!(
-            "SELECT id, queue, job_type, payload, attempt, max_attempts FROM jobs WHERE tenant = $1 AND state = 'available' AND run_at <= $2 \
-             AND queue IN ({}) AND queue NOT IN (SELECT name FROM queues WHERE tenant = $1 AND paused <> {})",
-            list_placeholders(queue_names.len(), 3),
-            if self.backend() == Backend::Postgres {
-                "FALSE"
-            } else {
-                "0"
-            },
-        );
-        if !type_names.is_empty() {
-            sql.push_str(&format!(
-                " AND job_type IN ({})",
-                list_placeholders(type_names.len(), 3 + queue_names.len())
-            ));
-        }
-        sql.push_str(&format!(
-            " ORDER BY priority, run_at, id LIMIT {}",
-            req.max_jobs
-        ));
-        if self.backend() == Backend::Postgres {
-            // Several nodes claim at once: each skips the rows another is claiming.
-            sql.push_str(" FOR UPDATE OF jobs SKIP LOCKED");
-        }
-        let mut q = sqlx::query(&sql)
-            .bind(tenant.as_str())
-            .bind(now.as_micros());
-        for n in queue_names.iter().chain(type_names.iter()) {
-            q = q.bind(n.as_str());
-        }
-        let rows = q.fetch_all(&mut *tx).await?;
+        let rows = self
+            .claim_rows(&mut tx, tenant, req, &queue_names, &type_names, now)
+            .await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
@@ -358,6 +349,171 @@ impl Store {
         Ok(leased)
     }
 
+    /// Choose and lock the rows a lease takes, fairly and within limits. The named queues
+    /// that exist and are not paused are visited in a rotating order (each lease starts one
+    /// queue further), each offered an equal share of what is left of `max_jobs`; a share a
+    /// queue cannot fill passes to the others in a second round. Within a queue, priority
+    /// order holds. A queue takes no more than its `max_concurrency` leaves room for and its
+    /// GCRA lease rate grants; the tenant's `max_running` caps the whole lease.
+    async fn claim_rows(
+        &self,
+        tx: &mut AnyConnection,
+        tenant: &TenantId,
+        req: &LeaseRequest,
+        queue_names: &[String],
+        type_names: &[String],
+        now: Timestamp,
+    ) -> StoreResult<Vec<AnyRow>> {
+        let lock = self.dialect().for_update();
+        // Tenant cap: lock the quota row only when it limits running jobs.
+        let mut budget = req.max_jobs as u64;
+        if let Some((q, _)) = quota_row(tx, tenant, "").await?
+            && q.max_running.is_some()
+        {
+            let (q, _) = quota_row(tx, tenant, lock).await?.expect("row seen");
+            if let Some(max) = q.max_running {
+                let running = count_in_states(tx, tenant, None, "'running'", max).await?;
+                budget = budget.min(max.saturating_sub(running));
+            }
+        }
+        if budget == 0 {
+            return Ok(Vec::new());
+        }
+        // The named queues' settings; limited ones are re-read under their row lock.
+        let sql = format!(
+            "SELECT name, paused, rate_per_sec, burst, max_concurrency, lease_tat FROM queues WHERE tenant = $1 AND name IN ({})",
+            list_placeholders(queue_names.len(), 2)
+        );
+        let sql = crate::sql::for_backend(tx, sql);
+        let mut q = sqlx::query(&sql).bind(tenant.as_str());
+        for n in queue_names {
+            q = q.bind(n.as_str());
+        }
+        let mut lanes = Vec::new();
+        for r in q.fetch_all(&mut *tx).await? {
+            if row::boolean(&r, "paused")? {
+                continue;
+            }
+            let name = row::parse("queues", &row::text(&r, "name")?, QueueName::parse)?;
+            let limits = decode_limits(&r)?;
+            lanes.push(Lane {
+                name,
+                limited: limits.rate_per_sec.is_some() || limits.max_concurrency.is_some(),
+                limits,
+                tat: row::opt_int(&r, "lease_tat")?,
+                room: u64::MAX,
+                done: false,
+            });
+        }
+        // Request order, then rotated: the same queues start in turn.
+        lanes.sort_by_key(|l| queue_names.iter().position(|n| n == l.name.as_str()));
+        if lanes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let start = self.next_rotation(lanes.len());
+        lanes.rotate_left(start);
+        for lane in lanes.iter_mut().filter(|l| l.limited) {
+            let sql = format!(
+                "SELECT paused, rate_per_sec, burst, max_concurrency, lease_tat FROM queues WHERE tenant = $1 AND name = $2{lock}"
+            );
+            let r = sqlx::query(&sql)
+                .bind(tenant.as_str())
+                .bind(lane.name.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            lane.limits = decode_limits(&r)?;
+            lane.tat = row::opt_int(&r, "lease_tat")?;
+            lane.done = row::boolean(&r, "paused")?;
+            if let Some(max) = lane.limits.max_concurrency {
+                let running =
+                    count_in_states(tx, tenant, Some(&lane.name), "'running'", max).await?;
+                lane.room = max.saturating_sub(running);
+            }
+        }
+
+        let mut rows = Vec::new();
+        let now_us = now.as_micros();
+        loop {
+            let open: Vec<usize> = (0..lanes.len()).filter(|&i| !lanes[i].done).collect();
+            if open.is_empty() || budget == 0 {
+                break;
+            }
+            let share = budget.div_ceil(open.len() as u64);
+            for i in open {
+                if budget == 0 {
+                    break;
+                }
+                let lane = &mut lanes[i];
+                let mut want = share.min(budget).min(lane.room);
+                if let Some(g) = lane.limits.gcra() {
+                    want = g.take_up_to(lane.tat, now_us, want).0;
+                }
+                if want == 0 {
+                    lane.done = true;
+                    continue;
+                }
+                let got = self
+                    .claim_from(tx, tenant, &lane.name, type_names, want, now)
+                    .await?;
+                let n = got.len() as u64;
+                if n < want {
+                    lane.done = true;
+                }
+                if let Some(g) = lane.limits.gcra()
+                    && n > 0
+                {
+                    lane.tat = Some(g.take_up_to(lane.tat, now_us, n).1);
+                    sqlx::query("UPDATE queues SET lease_tat = $1 WHERE tenant = $2 AND name = $3")
+                        .bind(lane.tat)
+                        .bind(tenant.as_str())
+                        .bind(lane.name.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                lane.room = lane.room.saturating_sub(n);
+                budget -= n;
+                rows.extend(got);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Lock up to `want` ready jobs of one queue in claim order.
+    async fn claim_from(
+        &self,
+        tx: &mut AnyConnection,
+        tenant: &TenantId,
+        queue: &QueueName,
+        type_names: &[String],
+        want: u64,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AnyRow>> {
+        let mut sql = String::from(
+            "SELECT id, queue, job_type, payload, attempt, max_attempts FROM jobs \
+             WHERE tenant = $1 AND queue = $2 AND state = 'available' AND run_at <= $3",
+        );
+        if !type_names.is_empty() {
+            sql.push_str(&format!(
+                " AND job_type IN ({})",
+                list_placeholders(type_names.len(), 4)
+            ));
+        }
+        sql.push_str(&format!(" ORDER BY priority, run_at, id LIMIT {want}"));
+        if self.backend() == Backend::Postgres {
+            // Several nodes claim at once: each skips the rows another is claiming.
+            sql.push_str(" FOR UPDATE SKIP LOCKED");
+        }
+        let sql = crate::sql::for_backend(tx, sql);
+        let mut q = sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .bind(queue.as_str())
+            .bind(now.as_micros());
+        for t in type_names {
+            q = q.bind(t.as_str());
+        }
+        Ok(q.fetch_all(&mut *tx).await?)
+    }
+
     /// Extend a held lease by its duration; `LEASE_NOT_HELD` (and no change) otherwise.
     pub async fn heartbeat_lease(
         &self,
@@ -420,11 +576,7 @@ impl Store {
         let leases: HashMap<JobId, Option<String>> = {
             let mut m = HashMap::new();
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let sql = format!(
-                    "SELECT id, lease_id FROM jobs WHERE tenant = $1 AND id IN ({})",
-                    list_placeholders(chunk.len(), 2)
-                );
-                let sql = crate::sql::for_backend(&tx, sql);
+                let sql = crate::sql::select_by_ids(&tx, "jobs", "id, lease_id", chunk.len(), "");
                 let mut q = sqlx::query(&sql).bind(tenant.as_str());
                 for id in chunk {
                     q = q.bind(id.to_string());

@@ -25,6 +25,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_leases.sql"),
         include_str!("../migrations/postgres/0003_leases.sql"),
     ),
+    (
+        4,
+        "audit_counts",
+        include_str!("../migrations/sqlite/0004_audit_counts.sql"),
+        include_str!("../migrations/postgres/0004_audit_counts.sql"),
+    ),
+    (
+        5,
+        "limits",
+        include_str!("../migrations/sqlite/0005_limits.sql"),
+        include_str!("../migrations/postgres/0005_limits.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

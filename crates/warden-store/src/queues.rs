@@ -11,19 +11,10 @@ use warden_core::names::{QueueName, TenantId};
 use warden_core::reason::ReasonCode;
 use warden_core::time::Timestamp;
 
+pub use warden_core::limits::QueueLimits;
+
 use crate::sql::list_placeholders;
 use crate::{Store, StoreError, StoreResult, audit, row};
-
-/// A queue's limits (enforced by the engine of issue [2/3]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct QueueLimits {
-    /// GCRA rate of leases per second.
-    pub rate_per_sec: Option<f64>,
-    /// GCRA burst.
-    pub burst: Option<i64>,
-    /// Running jobs across all workers.
-    pub max_concurrency: Option<i64>,
-}
 
 /// A queue as served by `GET /api/v1/queues/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,16 +35,12 @@ pub struct QueueView {
     pub updated_at: Timestamp,
 }
 
-fn decode_queue(r: &AnyRow) -> StoreResult<QueueView> {
+pub(crate) fn decode_queue(r: &AnyRow) -> StoreResult<QueueView> {
     let depth = JobState::ALL.into_iter().map(|s| (s.as_str(), 0)).collect();
     Ok(QueueView {
         name: row::parse("queues", &row::text(r, "name")?, QueueName::parse)?,
         paused: row::boolean(r, "paused")?,
-        limits: QueueLimits {
-            rate_per_sec: r.try_get::<Option<f64>, _>("rate_per_sec")?,
-            burst: row::opt_int(r, "burst")?,
-            max_concurrency: row::opt_int(r, "max_concurrency")?,
-        },
+        limits: decode_limits(r)?,
         depth,
         running: 0,
         created_at: Timestamp::from_micros(row::int(r, "created_at")?),
@@ -61,7 +48,41 @@ fn decode_queue(r: &AnyRow) -> StoreResult<QueueView> {
     })
 }
 
-const QUEUE_COLUMNS: &str =
+pub(crate) fn decode_limits(r: &AnyRow) -> StoreResult<QueueLimits> {
+    Ok(QueueLimits {
+        rate_per_sec: r.try_get::<Option<f64>, _>("rate_per_sec")?,
+        burst: row::opt_int(r, "burst")?.map(|b| b as u64),
+        max_concurrency: row::opt_int(r, "max_concurrency")?.map(|c| c as u64),
+    })
+}
+
+/// A queue's row, locked for the caller's transaction; `UNKNOWN_QUEUE` when the tenant has
+/// no such queue.
+pub(crate) async fn lock_queue(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    name: &QueueName,
+    dialect: crate::Dialect,
+) -> StoreResult<QueueView> {
+    let sql = format!(
+        "SELECT {QUEUE_COLUMNS} FROM queues WHERE tenant = $1 AND name = $2{}",
+        dialect.for_update()
+    );
+    let r = sqlx::query(&sql)
+        .bind(tenant.as_str())
+        .bind(name.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| {
+            StoreError::rejected(
+                ReasonCode::UnknownQueue,
+                format!("no queue {name} in this tenant"),
+            )
+        })?;
+    decode_queue(&r)
+}
+
+pub(crate) const QUEUE_COLUMNS: &str =
     "name, paused, rate_per_sec, burst, max_concurrency, created_at, updated_at";
 
 impl Store {
@@ -150,22 +171,7 @@ impl Store {
     ) -> StoreResult<QueueView> {
         let mut tx = self.begin_write().await?;
         let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
-        let sql = format!(
-            "SELECT {QUEUE_COLUMNS} FROM queues WHERE tenant = $1 AND name = $2{}",
-            self.dialect().for_update()
-        );
-        let Some(r) = sqlx::query(&sql)
-            .bind(tenant.as_str())
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Err(StoreError::rejected(
-                ReasonCode::UnknownQueue,
-                format!("no queue {name} in this tenant"),
-            ));
-        };
-        let current = decode_queue(&r)?;
+        let current = lock_queue(&mut tx, tenant, name, self.dialect()).await?;
         if current.paused == paused {
             let state = if paused {
                 "already paused"

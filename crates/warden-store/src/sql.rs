@@ -35,6 +35,36 @@ pub(crate) fn list_placeholders(count: usize, first: usize) -> String {
         .join(", ")
 }
 
+/// `cols` of the rows of `table` whose `id` is one of `count` values `$2…`, in tenant `$1`,
+/// optionally locked (`lock`: "" or a `FOR UPDATE` clause), in the shape each backend plans
+/// well. On PostgreSQL an `IN` list of hundreds of ids is costed from table statistics, which
+/// lag a bulk load by up to a minute; with stale ones the planner picked a bitmap scan of the
+/// whole tenant (76 ms for 500 ids instead of 2 ms). One primary-key probe per id, through a
+/// `LATERAL … LIMIT 1` the planner cannot flatten, is right whatever the statistics say.
+pub(crate) fn select_by_ids(
+    conn: &sqlx::AnyConnection,
+    table: &str,
+    cols: &str,
+    count: usize,
+    lock: &str,
+) -> String {
+    if conn.backend_name() == "SQLite" {
+        let sql = format!(
+            "SELECT {cols} FROM {table} WHERE tenant = $1 AND id IN ({}){lock}",
+            list_placeholders(count, 2)
+        );
+        return for_backend(conn, sql);
+    }
+    let values = (2..2 + count)
+        .map(|n| format!("(${n})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT j.* FROM (VALUES {values}) AS v(id) CROSS JOIN LATERAL \
+         (SELECT {cols} FROM {table} WHERE tenant = $1 AND id = v.id LIMIT 1{lock}) AS j"
+    )
+}
+
 /// The statement as the connection's backend runs it fastest. SQLite keeps numbered
 /// parameters (`$n`, `?n`) in a list it searches linearly for each one bound, so a 500-row
 /// insert with 9,000 of them costs O(n²); anonymous `?` parameters skip that list. When a

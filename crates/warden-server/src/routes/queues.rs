@@ -1,8 +1,12 @@
-//! `/api/v1/queues`: list, show, and the operator actions pause and resume.
+//! `/api/v1/queues`: list, show, and the operator actions pause, resume and limits.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
 use warden_core::audit::Target;
+use warden_core::limits::{MAX_COUNT, MAX_RATE, QueueLimits};
 use warden_core::names::QueueName;
 use warden_core::reason::ReasonCode;
 use warden_core::scopes::Scope;
@@ -11,7 +15,7 @@ use warden_store::queues::QueueView;
 use crate::AppState;
 use crate::auth::{Caller, RequestMeta};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::QueryParams;
+use crate::extract::{QueryParams, json_body};
 use crate::pipeline::{self, ActionError, Operation};
 use crate::routes::{Page, require_scope};
 
@@ -108,4 +112,80 @@ pub async fn resume(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<QueueView>> {
     set_paused(state, caller, meta, raw, false).await
+}
+
+/// The body of `PUT /api/v1/queues/{name}/limits`: the whole set of limits (an absent or
+/// `null` field is no limit).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsBody {
+    #[serde(default)]
+    rate_per_sec: Option<f64>,
+    #[serde(default)]
+    burst: Option<u64>,
+    #[serde(default)]
+    max_concurrency: Option<u64>,
+}
+
+/// A rate: finite, above zero, at most [`MAX_RATE`].
+pub(crate) fn parse_rate(field: &str, rate: Option<f64>) -> Result<Option<f64>, ApiError> {
+    match rate {
+        Some(r) if !(r.is_finite() && r > 0.0 && r <= MAX_RATE) => Err(ApiError::field(
+            field,
+            format!("must be a number above 0 and at most {MAX_RATE}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A count limit: 1..=[`MAX_COUNT`].
+pub(crate) fn parse_count(field: &str, n: Option<u64>) -> Result<Option<u64>, ApiError> {
+    match n {
+        Some(n) if !(1..=MAX_COUNT).contains(&n) => Err(ApiError::field(
+            field,
+            format!("must be an integer from 1 to {MAX_COUNT}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn parse_limits(headers: &HeaderMap, body: &[u8]) -> Result<QueueLimits, ApiError> {
+    let b: LimitsBody = json_body(headers, body)?;
+    let limits = QueueLimits {
+        rate_per_sec: parse_rate("rate_per_sec", b.rate_per_sec)?,
+        burst: parse_count("burst", b.burst)?,
+        max_concurrency: parse_count("max_concurrency", b.max_concurrency)?,
+    };
+    if limits.burst.is_some() && limits.rate_per_sec.is_none() {
+        return Err(ApiError::field("burst", "a burst needs rate_per_sec"));
+    }
+    Ok(limits)
+}
+
+/// `PUT /api/v1/queues/{name}/limits` — audited `queue.limits` with `before` and `after`.
+pub async fn limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<QueueView>> {
+    let op = Operation {
+        action: "queue.limits",
+        scope: Scope::Operate,
+        target: Some(Target::new("queue", raw.clone())),
+    };
+    let view = pipeline::run(&state, &caller, &meta, op, |draft| async {
+        let name = QueueName::parse(&raw).map_err(|_| unknown_queue(&raw))?;
+        let limits = parse_limits(&headers, &body)?;
+        Ok::<_, ActionError>(
+            state
+                .store
+                .set_queue_limits_audited(&caller.tenant, &name, limits, draft)
+                .await?,
+        )
+    })
+    .await?;
+    Ok(Json(view))
 }

@@ -8,4 +8,5 @@ mod errors;
 mod jobs;
 mod ops;
 mod queues;
+mod quota;
 mod workers;

@@ -1,6 +1,7 @@
 //! Queues over HTTP.
 
 use reqwest::StatusCode;
+use serde_json::json;
 
 use crate::helpers::apps;
 
@@ -109,5 +110,102 @@ async fn queues_show_depth_and_pause_resume_are_audited() {
         assert_eq!(names, vec!["c", "emails"]);
         assert!(rest["next_cursor"].is_null());
         app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn queue_limits_are_set_through_the_pipeline_and_enforced_on_leases() {
+    for app in apps().await {
+        let t = app.tenant("acme").await;
+        for _ in 0..5 {
+            app.enqueue(&t.token, "emails").await;
+        }
+        let put = |token: &str, body: serde_json::Value| {
+            let token = token.to_owned();
+            let app = &app;
+            async move {
+                app.send(
+                    reqwest::Method::PUT,
+                    "/api/v1/queues/emails/limits",
+                    Some(&token),
+                    Some(&body),
+                )
+                .await
+            }
+        };
+        let a = put(&t.operator, json!({"max_concurrency": 2})).await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        assert_eq!(
+            a.body["limits"],
+            json!({"rate_per_sec": null, "burst": null, "max_concurrency": 2})
+        );
+        // Refusals: scope, validation, unknown queue — each audited once.
+        let a = put(&t.token, json!({"max_concurrency": 1})).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::FORBIDDEN, "FORBIDDEN_SCOPE")
+        );
+        for (body, field) in [
+            (json!({"max_concurrency": 0}), "max_concurrency"),
+            (json!({"rate_per_sec": -1.0}), "rate_per_sec"),
+            (json!({"burst": 3}), "burst"),
+            (json!({"max_concurrency": "many"}), "max_concurrency"),
+            (json!({"speed": 1}), "body"),
+        ] {
+            let a = put(&t.operator, body.clone()).await;
+            assert_eq!(
+                (a.status, a.code()),
+                (StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
+                "{body}: {:?}",
+                a.body
+            );
+            if field != "body" {
+                assert!(
+                    a.body["detail"].as_str().unwrap().contains(field),
+                    "{:?}",
+                    a.body
+                );
+            }
+        }
+        let a = app
+            .send(
+                reqwest::Method::PUT,
+                "/api/v1/queues/nope/limits",
+                Some(&t.operator),
+                Some(&json!({})),
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::NOT_FOUND, "UNKNOWN_QUEUE")
+        );
+        let entries = app.audit(&t.token, "action=queue.limits").await;
+        let outcomes: Vec<&str> = entries
+            .iter()
+            .map(|e| e["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(outcomes.iter().filter(|o| **o == "allowed").count(), 1);
+        assert_eq!(outcomes.iter().filter(|o| **o == "rejected").count(), 7);
+        let allowed = entries.iter().find(|e| e["outcome"] == "allowed").unwrap();
+        assert_eq!(allowed["metadata"]["after"]["max_concurrency"], 2);
+        assert_eq!(
+            allowed["metadata"]["before"]["max_concurrency"],
+            serde_json::Value::Null
+        );
+        assert_eq!(allowed["operator_ticket"], "TICKET-123");
+
+        // Enforced: two running at most, whatever the worker asks for.
+        let lease = app
+            .post(
+                "/api/v1/leases",
+                &t.token,
+                Some(json!({"agent_id": "w1", "queues": ["emails"], "max_jobs": 5, "lease_seconds": 60})),
+            )
+            .await;
+        assert_eq!(lease.status, StatusCode::OK, "{:?}", lease.body);
+        assert_eq!(lease.body["jobs"].as_array().unwrap().len(), 2);
+        let q = app.get("/api/v1/queues/emails", &t.token).await.body;
+        assert_eq!(q["running"], 2);
+        assert_eq!(q["limits"]["max_concurrency"], 2);
     }
 }

@@ -2,6 +2,7 @@
 //! the audited cancel and replay with their atomicity.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use warden_core::audit::{Actor, Outcome};
 use warden_core::jobs::{JobState, NewJob};
@@ -1192,5 +1193,46 @@ async fn a_dependent_enqueued_while_its_upstream_is_canceled_never_stays_pending
             );
             assert_eq!(got.reason_code, Some(ReasonCode::UpstreamFailed), "[{b:?}]");
         }
+    }
+}
+
+#[tokio::test]
+async fn planner_statistics_are_refreshed_after_a_bulk_load_on_postgres_only() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let batch: Vec<_> = (0..3_000)
+            .map(|i| new_job("bulk", "load", serde_json::json!({ "i": i })))
+            .collect();
+        store.enqueue(&t, batch).await.unwrap();
+        if b == warden_store::Backend::Sqlite {
+            assert!(
+                store.refresh_planner_stats().await.unwrap().is_empty(),
+                "[{b:?}] no-op"
+            );
+            continue;
+        }
+        // The server's statistics counters are flushed about once a second.
+        let mut analysed = Vec::new();
+        for _ in 0..50 {
+            analysed = store.refresh_planner_stats().await.unwrap();
+            if analysed.contains(&"jobs") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            analysed.contains(&"jobs"),
+            "[{b:?}] 3,000 new jobs: analysed {analysed:?}"
+        );
+        assert!(
+            !store
+                .refresh_planner_stats()
+                .await
+                .unwrap()
+                .contains(&"jobs"),
+            "[{b:?}] fresh statistics are left alone"
+        );
     }
 }

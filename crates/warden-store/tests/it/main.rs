@@ -8,6 +8,7 @@ mod audit;
 mod clients;
 mod immutability;
 mod jobs;
+mod limits;
 mod queues;
 
 use std::fmt::Debug;

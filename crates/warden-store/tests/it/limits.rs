@@ -1,0 +1,394 @@
+//! Queue limits and tenant quotas: setting them (audited), and what enqueue and leasing
+//! do under them: concurrency caps, the GCRA lease rate, max running, max queued, the
+//! enqueue rate, and fair rotation across queues.
+
+use std::collections::HashMap;
+
+use warden_core::audit::Outcome;
+use warden_core::limits::{QueueLimits, TenantQuota};
+use warden_core::names::{AgentId, QueueName, TenantId};
+use warden_core::reason::ReasonCode;
+use warden_store::Store;
+use warden_store::audit::AuditFilter;
+use warden_store::leases::{Finish, FinishItem, LeaseRequest, LeasedJob};
+use warden_store::testing::TestDb;
+
+use crate::{all_entries, assert_rejected, draft, new_job, queue, tenant};
+
+fn lease_req(queues: &[&str], max_jobs: u32) -> LeaseRequest {
+    LeaseRequest {
+        agent_id: AgentId::parse("w1").unwrap(),
+        queues: queues.iter().map(|q| queue(q)).collect(),
+        types: None,
+        max_jobs,
+        lease_secs: 60,
+    }
+}
+
+async fn fill(store: &Store, t: &TenantId, q: &str, n: usize) {
+    let jobs = (0..n)
+        .map(|i| new_job(q, "work", serde_json::json!({ "i": i })))
+        .collect();
+    store.enqueue(t, jobs).await.unwrap();
+}
+
+async fn lease(store: &Store, t: &TenantId, queues: &[&str], max: u32) -> Vec<LeasedJob> {
+    store.lease_jobs(t, &lease_req(queues, max)).await.unwrap()
+}
+
+fn limits(rate: Option<f64>, burst: Option<u64>, conc: Option<u64>) -> QueueLimits {
+    QueueLimits {
+        rate_per_sec: rate,
+        burst,
+        max_concurrency: conc,
+    }
+}
+
+#[tokio::test]
+async fn queue_limits_are_replaced_and_audited_with_before_and_after() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        fill(&store, &t, "emails", 1).await;
+        let q = queue("emails");
+        let view = store
+            .set_queue_limits_audited(
+                &t,
+                &q,
+                limits(Some(2.5), Some(5), Some(3)),
+                draft(&t, "queue.limits"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(view.limits, limits(Some(2.5), Some(5), Some(3)), "[{b:?}]");
+        let view = store
+            .set_queue_limits_audited(
+                &t,
+                &q,
+                limits(None, None, Some(1)),
+                draft(&t, "queue.limits"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            view.limits,
+            limits(None, None, Some(1)),
+            "[{b:?}] replaced whole"
+        );
+        let entries = all_entries(&store, &t, &AuditFilter::default()).await;
+        assert_eq!(entries.len(), 2, "[{b:?}] one entry per change");
+        let m = &entries[0].entry.metadata;
+        assert_eq!(
+            m["before"],
+            serde_json::json!({"rate_per_sec": "2.5", "burst": 5, "max_concurrency": 3}),
+            "[{b:?}] rates are text in metadata"
+        );
+        assert_eq!(
+            m["after"],
+            serde_json::json!({"rate_per_sec": null, "burst": null, "max_concurrency": 1}),
+            "[{b:?}]"
+        );
+        assert_rejected(
+            b,
+            store
+                .set_queue_limits_audited(
+                    &t,
+                    &queue("nope"),
+                    limits(None, None, None),
+                    draft(&t, "queue.limits"),
+                )
+                .await,
+            ReasonCode::UnknownQueue,
+        );
+        assert_rejected(
+            b,
+            store
+                .set_queue_limits_audited(
+                    &tenant("globex"),
+                    &q,
+                    limits(None, None, None),
+                    draft(&tenant("globex"), "queue.limits"),
+                )
+                .await,
+            ReasonCode::UnknownQueue,
+        );
+        assert_eq!(
+            all_entries(&store, &t, &AuditFilter::default()).await.len(),
+            2,
+            "[{b:?}] a refused change writes nothing here (the pipeline audits the refusal)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn max_concurrency_caps_running_jobs_of_a_queue_across_leases() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        fill(&store, &t, "q", 10).await;
+        store
+            .set_queue_limits_audited(
+                &t,
+                &queue("q"),
+                limits(None, None, Some(3)),
+                draft(&t, "queue.limits"),
+            )
+            .await
+            .unwrap();
+        let first = lease(&store, &t, &["q"], 2).await;
+        assert_eq!(first.len(), 2, "[{b:?}]");
+        let second = lease(&store, &t, &["q"], 10).await;
+        assert_eq!(second.len(), 1, "[{b:?}] only one slot left");
+        assert!(
+            lease(&store, &t, &["q"], 10).await.is_empty(),
+            "[{b:?}] full"
+        );
+        let j = &first[0];
+        let done = store
+            .finish_jobs(
+                &t,
+                &[FinishItem {
+                    id: j.id,
+                    lease_id: j.lease_id.clone(),
+                    finish: Finish::Complete { result: None },
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(done, vec![Ok(())], "[{b:?}]");
+        assert_eq!(
+            lease(&store, &t, &["q"], 10).await.len(),
+            1,
+            "[{b:?}] a finished job frees its slot"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_lease_rate_grants_the_burst_then_waits_for_the_rate() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        fill(&store, &t, "q", 20).await;
+        // One lease per 10 s, three at once: a test that cannot race the clock.
+        store
+            .set_queue_limits_audited(
+                &t,
+                &queue("q"),
+                limits(Some(0.1), Some(3), None),
+                draft(&t, "queue.limits"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            lease(&store, &t, &["q"], 10).await.len(),
+            3,
+            "[{b:?}] the burst"
+        );
+        assert!(
+            lease(&store, &t, &["q"], 10).await.is_empty(),
+            "[{b:?}] then nothing"
+        );
+        // Lifting the rate lets the rest go.
+        store
+            .set_queue_limits_audited(
+                &t,
+                &queue("q"),
+                limits(None, None, None),
+                draft(&t, "queue.limits"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(lease(&store, &t, &["q"], 100).await.len(), 17, "[{b:?}]");
+    }
+}
+
+#[tokio::test]
+async fn the_tenant_max_running_caps_leases_across_queues() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        fill(&store, &t, "a", 5).await;
+        fill(&store, &t, "b", 5).await;
+        let quota = TenantQuota {
+            max_running: Some(4),
+            ..Default::default()
+        };
+        store
+            .set_quota_audited(&t, quota, draft(&t, "quota.update"))
+            .await
+            .unwrap();
+        assert_eq!(store.get_quota(&t).await.unwrap(), quota, "[{b:?}]");
+        assert_eq!(lease(&store, &t, &["a", "b"], 3).await.len(), 3, "[{b:?}]");
+        assert_eq!(
+            lease(&store, &t, &["a", "b"], 10).await.len(),
+            1,
+            "[{b:?}] 4 running in all"
+        );
+        assert!(lease(&store, &t, &["b"], 10).await.is_empty(), "[{b:?}]");
+        // Another tenant is not capped by acme's quota.
+        let g = tenant("globex");
+        fill(&store, &g, "a", 5).await;
+        assert_eq!(lease(&store, &g, &["a"], 10).await.len(), 5, "[{b:?}]");
+    }
+}
+
+#[tokio::test]
+async fn max_queued_refuses_an_enqueue_with_quota_exceeded_and_creates_nothing() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let quota = TenantQuota {
+            max_queued: Some(5),
+            ..Default::default()
+        };
+        store
+            .set_quota_audited(&t, quota, draft(&t, "quota.update"))
+            .await
+            .unwrap();
+        fill(&store, &t, "q", 4).await;
+        let two = vec![
+            new_job("q", "w", serde_json::json!(1)),
+            new_job("q", "w", serde_json::json!(2)),
+        ];
+        let r = assert_rejected(b, store.enqueue(&t, two).await, ReasonCode::QuotaExceeded);
+        assert_eq!(r.retry_after, Some(1), "[{b:?}] 429s say when to retry");
+        let (jobs, _) = store
+            .list_jobs(&t, &Default::default(), None, 100)
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 4, "[{b:?}] all or nothing");
+        fill(&store, &t, "q", 1).await;
+        // Running jobs are not queued: leasing makes room.
+        assert_eq!(lease(&store, &t, &["q"], 2).await.len(), 2, "[{b:?}]");
+        fill(&store, &t, "q", 2).await;
+    }
+}
+
+#[tokio::test]
+async fn the_enqueue_rate_refuses_with_rate_limited_and_a_retry_after() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let quota = TenantQuota {
+            enqueue_per_sec: Some(0.5),
+            ..Default::default()
+        };
+        store
+            .set_quota_audited(&t, quota, draft(&t, "quota.update"))
+            .await
+            .unwrap();
+        // A batch may overdraw the rate once; then the tenant waits it off.
+        fill(&store, &t, "q", 3).await;
+        let r = assert_rejected(
+            b,
+            store
+                .enqueue(&t, vec![new_job("q", "w", serde_json::json!(0))])
+                .await,
+            ReasonCode::RateLimited,
+        );
+        let wait = r.retry_after.expect("a retry-after");
+        assert!(
+            (4..=6).contains(&wait),
+            "[{b:?}] 3 jobs at 0.5/s: about 6 s ahead, got {wait}"
+        );
+        // The quota is per tenant.
+        fill(&store, &tenant("globex"), "q", 3).await;
+    }
+}
+
+#[tokio::test]
+async fn leases_rotate_across_queues_so_a_flooded_queue_starves_none() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        // "flood" has many urgent jobs; "small" a few ordinary ones.
+        let urgent = (0..200)
+            .map(|i| warden_core::jobs::NewJob {
+                priority: -10,
+                ..new_job("flood", "work", serde_json::json!({ "i": i }))
+            })
+            .collect();
+        store.enqueue(&t, urgent).await.unwrap();
+        fill(&store, &t, "small", 4).await;
+        let mut by_queue: HashMap<QueueName, usize> = HashMap::new();
+        for _ in 0..4 {
+            for j in lease(&store, &t, &["flood", "small"], 1).await {
+                *by_queue.entry(j.queue).or_default() += 1;
+            }
+        }
+        assert_eq!(
+            by_queue.get(&queue("small")),
+            Some(&2),
+            "[{b:?}] every other lease: {by_queue:?}"
+        );
+        // Several jobs per lease are shared equally.
+        let got = lease(&store, &t, &["flood", "small"], 4).await;
+        let small = got.iter().filter(|j| j.queue == queue("small")).count();
+        assert_eq!((got.len(), small), (4, 2), "[{b:?}] equal shares");
+        // A share a queue cannot fill goes to the others.
+        let got = lease(&store, &t, &["flood", "small"], 10).await;
+        assert_eq!(
+            got.len(),
+            10,
+            "[{b:?}] small is empty; flood fills the lease"
+        );
+    }
+}
+
+#[tokio::test]
+async fn quota_updates_are_audited_with_before_and_after() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        assert_eq!(
+            store.get_quota(&t).await.unwrap(),
+            TenantQuota::default(),
+            "[{b:?}]"
+        );
+        let q1 = TenantQuota {
+            max_queued: Some(100),
+            max_running: None,
+            enqueue_per_sec: Some(12.5),
+        };
+        store
+            .set_quota_audited(&t, q1, draft(&t, "quota.update"))
+            .await
+            .unwrap();
+        store
+            .set_quota_audited(&t, TenantQuota::default(), draft(&t, "quota.update"))
+            .await
+            .unwrap();
+        let e = all_entries(&store, &t, &AuditFilter::default()).await;
+        assert_eq!(e.len(), 2, "[{b:?}]");
+        assert_eq!(e[0].entry.outcome, Outcome::Allowed);
+        assert_eq!(
+            e[0].entry.metadata["before"],
+            serde_json::json!({"max_queued": 100, "max_running": null, "enqueue_per_sec": "12.5"}),
+            "[{b:?}]"
+        );
+        assert_eq!(
+            e[0].entry.metadata["after"],
+            serde_json::json!({"max_queued": null, "max_running": null, "enqueue_per_sec": null}),
+            "[{b:?}]"
+        );
+        assert_eq!(
+            store.get_quota(&t).await.unwrap(),
+            TenantQuota::default(),
+            "[{b:?}]"
+        );
+        assert_eq!(
+            store.get_quota(&tenant("globex")).await.unwrap(),
+            TenantQuota::default(),
+            "[{b:?}]"
+        );
+    }
+}
