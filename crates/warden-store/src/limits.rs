@@ -172,6 +172,9 @@ impl Store {
              lease_tat = CASE WHEN rate_per_sec = $1 THEN lease_tat ELSE NULL END, updated_at = $4 \
              WHERE tenant = $5 AND name = $6",
         )
+        // Not cached: sqlx's Any driver types a NULL f64 parameter as float4, and
+        // PostgreSQL keeps the first execution's parameter types for a cached statement.
+        .persistent(false)
         .bind(limits.rate_per_sec)
         .bind(limits.burst.map(|b| b as i64))
         .bind(limits.max_concurrency.map(|c| c as i64))
@@ -218,6 +221,8 @@ impl Store {
              enqueue_tat = CASE WHEN quotas.enqueue_per_sec = excluded.enqueue_per_sec THEN quotas.enqueue_tat ELSE NULL END, \
              updated_at = excluded.updated_at",
         )
+        // Not cached: see `set_queue_limits_audited`.
+        .persistent(false)
         .bind(tenant.as_str())
         .bind(quota.max_queued.map(|n| n as i64))
         .bind(quota.max_running.map(|n| n as i64))

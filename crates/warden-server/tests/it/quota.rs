@@ -128,7 +128,7 @@ async fn quota_updates_need_the_quota_warrant_and_are_enforced_at_enqueue() {
                 Some(&json!({"enqueue_per_sec": 0.2})),
             )
             .await;
-        assert_eq!(a.status, StatusCode::OK);
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
         app.enqueue(&t.token, "q").await;
         let a = app
             .post(

@@ -76,9 +76,20 @@ async fn queue_limits_are_replaced_and_audited_with_before_and_after() {
             limits(None, None, Some(1)),
             "[{b:?}] replaced whole"
         );
+        // A rate after no rate (a NULL float parameter before a real one).
+        let view = store
+            .set_queue_limits_audited(
+                &t,
+                &q,
+                limits(Some(0.25), None, None),
+                draft(&t, "queue.limits"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(view.limits, limits(Some(0.25), None, None), "[{b:?}]");
         let entries = all_entries(&store, &t, &AuditFilter::default()).await;
-        assert_eq!(entries.len(), 2, "[{b:?}] one entry per change");
-        let m = &entries[0].entry.metadata;
+        assert_eq!(entries.len(), 3, "[{b:?}] one entry per change");
+        let m = &entries[1].entry.metadata;
         assert_eq!(
             m["before"],
             serde_json::json!({"rate_per_sec": "2.5", "burst": 5, "max_concurrency": 3}),
@@ -115,7 +126,7 @@ async fn queue_limits_are_replaced_and_audited_with_before_and_after() {
         );
         assert_eq!(
             all_entries(&store, &t, &AuditFilter::default()).await.len(),
-            2,
+            3,
             "[{b:?}] a refused change writes nothing here (the pipeline audits the refusal)"
         );
     }
@@ -390,5 +401,11 @@ async fn quota_updates_are_audited_with_before_and_after() {
             TenantQuota::default(),
             "[{b:?}]"
         );
+        // A rate after no rate (a NULL float parameter before a real one).
+        store
+            .set_quota_audited(&t, q1, draft(&t, "quota.update"))
+            .await
+            .unwrap();
+        assert_eq!(store.get_quota(&t).await.unwrap(), q1, "[{b:?}]");
     }
 }
