@@ -22,9 +22,12 @@ pub enum Command {
     /// Enqueue, inspect, cancel and replay jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
-    /// Inspect, pause and resume queues.
+    /// Inspect, pause and resume queues, and set their limits.
     #[command(subcommand)]
     Queues(QueuesCommand),
+    /// Show or set the tenant's quota.
+    #[command(subcommand)]
+    Quota(QuotaCommand),
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -270,6 +273,50 @@ pub enum QueuesCommand {
     /// Resume a paused queue (operator action, audited).
     Resume {
         name: String,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Replace a queue's limits (operator action, audited); an omitted limit is none.
+    Limits {
+        name: String,
+        /// Leases per second (GCRA).
+        #[arg(long)]
+        rate_per_sec: Option<f64>,
+        /// Leases at once within the rate.
+        #[arg(long)]
+        burst: Option<u64>,
+        /// Running jobs across all workers.
+        #[arg(long)]
+        max_concurrency: Option<u64>,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuotaCommand {
+    /// Show the tenant's quota.
+    Show {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Replace the tenant's quota (needs `orch:quota`; audited `quota.update`; the
+    /// reason and ticket become the token's `quota_reason` and `quota_ticket`). An
+    /// omitted limit is none.
+    Set {
+        /// Jobs waiting at most (beyond: 429 QUOTA_EXCEEDED at enqueue).
+        #[arg(long)]
+        max_queued: Option<u64>,
+        /// Jobs running at most (beyond: leases hand out fewer).
+        #[arg(long)]
+        max_running: Option<u64>,
+        /// Enqueued jobs per second (beyond: 429 RATE_LIMITED).
+        #[arg(long)]
+        enqueue_per_sec: Option<f64>,
         #[command(flatten)]
         warrant: WarrantArgs,
         #[command(flatten)]

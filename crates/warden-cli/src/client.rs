@@ -14,6 +14,8 @@ pub enum Need<'a> {
     Default,
     /// `orch:operate` with its warrant.
     Operate(&'a WarrantArgs),
+    /// `orch:quota` with its warrant (`quota_reason`, `quota_ticket`).
+    Quota(&'a WarrantArgs),
 }
 
 /// A connection to a Warden server with a token.
@@ -38,12 +40,18 @@ impl Client {
         let http = reqwest::Client::new();
         let base = conn.url.trim_end_matches('/').to_owned();
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
-        if let Need::Operate(w) = &need {
-            form.extend([
+        match &need {
+            Need::Default => {}
+            Need::Operate(w) => form.extend([
                 ("scope", "orch:read orch:operate"),
                 ("operator_reason", w.reason.as_str()),
                 ("operator_ticket", w.ticket.as_str()),
-            ]);
+            ]),
+            Need::Quota(w) => form.extend([
+                ("scope", "orch:read orch:quota"),
+                ("quota_reason", w.reason.as_str()),
+                ("quota_ticket", w.ticket.as_str()),
+            ]),
         }
         let response = http
             .post(format!("{base}/oauth/token"))

@@ -14,8 +14,8 @@ use warden_store::tenants::ClientRecord;
 use warden_store::{Store, StoreOptions};
 
 use crate::args::{
-    AuditCommand, Cli, ClientsCommand, Command, ConnArgs, JobsCommand, QueuesCommand, StoreArgs,
-    WarrantArgs,
+    AuditCommand, Cli, ClientsCommand, Command, ConnArgs, JobsCommand, QueuesCommand, QuotaCommand,
+    StoreArgs, WarrantArgs,
 };
 use crate::client::{Client, Need};
 use crate::serve;
@@ -26,6 +26,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Clients(c) => clients(c).await,
         Command::Jobs(c) => jobs(c).await,
         Command::Queues(c) => queues(c).await,
+        Command::Quota(c) => quota(c).await,
         Command::Audit(c) => audit(c).await,
         Command::Worker(args) => crate::worker::run(args).await,
     }
@@ -474,7 +475,72 @@ async fn queues(cmd: QueuesCommand) -> Result<()> {
             warrant,
             conn,
         } => set_paused(&name, "resume", &warrant, &conn).await,
+        QueuesCommand::Limits {
+            name,
+            rate_per_sec,
+            burst,
+            max_concurrency,
+            warrant,
+            conn,
+        } => {
+            let body = json!({
+                "rate_per_sec": rate_per_sec,
+                "burst": burst,
+                "max_concurrency": max_concurrency,
+            });
+            let (_, v) = Client::connect(&conn, Need::Operate(&warrant))
+                .await?
+                .call(
+                    Method::PUT,
+                    &format!("/api/v1/queues/{name}/limits"),
+                    &[],
+                    Some(&body),
+                )
+                .await?;
+            show(&conn, &v, |q| {
+                out(&print_queue(q))?;
+                out(&format!("limits: {}", q["limits"]))
+            })
+        }
     }
+}
+
+async fn quota(cmd: QuotaCommand) -> Result<()> {
+    let (conn, need, method, body) = match &cmd {
+        QuotaCommand::Show { conn } => (conn, Need::Default, Method::GET, None),
+        QuotaCommand::Set {
+            max_queued,
+            max_running,
+            enqueue_per_sec,
+            warrant,
+            conn,
+        } => (
+            conn,
+            Need::Quota(warrant),
+            Method::PUT,
+            Some(json!({
+                "max_queued": max_queued,
+                "max_running": max_running,
+                "enqueue_per_sec": enqueue_per_sec,
+            })),
+        ),
+    };
+    let (_, v) = Client::connect(conn, need)
+        .await?
+        .call(method, "/api/v1/quota", &[], body.as_ref())
+        .await?;
+    show(conn, &v, |q| {
+        let text = |k: &str| match &q[k] {
+            Value::Null => "none".to_owned(),
+            other => other.to_string(),
+        };
+        out(&format!(
+            "max_queued={} max_running={} enqueue_per_sec={}",
+            text("max_queued"),
+            text("max_running"),
+            text("enqueue_per_sec")
+        ))
+    })
 }
 
 /// `queues pause|resume`: the operator action `verb` on queue `name`.

@@ -73,6 +73,27 @@ fn operator_commands_without_reason_or_ticket_exit_2_before_any_request() {
         ],
         &["queues", "pause", "q", "--ticket", "OPS-1", "--url", url],
         &["queues", "resume", "q", "--reason", "why", "--url", url],
+        &[
+            "queues",
+            "limits",
+            "q",
+            "--max-concurrency",
+            "2",
+            "--ticket",
+            "OPS-1",
+            "--url",
+            url,
+        ],
+        &[
+            "quota",
+            "set",
+            "--max-queued",
+            "10",
+            "--reason",
+            "why",
+            "--url",
+            url,
+        ],
     ];
     for args in cases {
         let o = run(
@@ -374,6 +395,57 @@ fn the_readme_tour_works_end_to_end_and_sigterm_exits_cleanly() {
     );
     let o = run(&["queues", "list"], &admin);
     assert!(String::from_utf8_lossy(&o.stdout).contains("emails"));
+
+    // Limits and quotas: operator and quota warrants, each audited.
+    let o = run(
+        &[
+            "queues",
+            "limits",
+            "emails",
+            "--max-concurrency",
+            "2",
+            "--rate-per-sec",
+            "50",
+            "--reason",
+            "protect the SMTP relay",
+            "--ticket",
+            "OPS-9",
+            "--json",
+        ],
+        &admin,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let q: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(q["limits"]["max_concurrency"], 2);
+    let o = run(
+        &[
+            "quota",
+            "set",
+            "--max-queued",
+            "1000",
+            "--reason",
+            "noisy tenant",
+            "--ticket",
+            "CAP-1",
+        ],
+        &admin,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(&["quota", "show"], &admin);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("max_queued=1000"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = run(
+        &["audit", "list", "--action", "quota.update", "--json"],
+        &admin,
+    );
+    let q: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        q["items"][0]["operator_ticket"], "CAP-1",
+        "the quota warrant is recorded"
+    );
     let o = run(&["jobs", "show", id], &admin);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("client:admin"),
