@@ -533,8 +533,29 @@ impl Store {
         into: &mut BTreeMap<CountKey, Tally>,
     ) -> StoreResult<()> {
         let w = Where::new(tenant).filter(filter);
+        self.tally(
+            &w,
+            "COUNT(*)",
+            "e.created_at",
+            "e.created_at",
+            "audit_entries",
+            into,
+        )
+        .await
+    }
+
+    /// Tallies per (action, outcome, actor) from `table e` under `w`, merged into `into`.
+    async fn tally(
+        &self,
+        w: &Where,
+        n: &str,
+        first: &str,
+        last: &str,
+        table: &str,
+        into: &mut BTreeMap<CountKey, Tally>,
+    ) -> StoreResult<()> {
         let sql = format!(
-            "SELECT e.action AS action, e.outcome AS outcome, e.actor AS actor, COUNT(*) AS n, MIN(e.created_at) AS first_at, MAX(e.created_at) AS last_at FROM audit_entries e WHERE {} GROUP BY e.action, e.outcome, e.actor",
+            "SELECT e.action AS action, e.outcome AS outcome, e.actor AS actor, {n} AS n, MIN({first}) AS first_at, MAX({last}) AS last_at FROM {table} e WHERE {} GROUP BY e.action, e.outcome, e.actor",
             w.clause
         );
         let rows = w
@@ -563,15 +584,15 @@ impl Store {
         if let Some(h) = hi {
             w.cmp_int("e.hour", "<", h);
         }
-        let sql = format!(
-            "SELECT e.action AS action, e.outcome AS outcome, e.actor AS actor, CAST(SUM(e.n) AS BIGINT) AS n, MIN(e.first_at) AS first_at, MAX(e.last_at) AS last_at FROM audit_counts e WHERE {} GROUP BY e.action, e.outcome, e.actor",
-            w.clause
-        );
-        let rows = w
-            .bind(sqlx::query(&sql))
-            .fetch_all(self.read_pool())
-            .await?;
-        merge_tally_rows(&rows, into)
+        self.tally(
+            &w,
+            "CAST(SUM(e.n) AS BIGINT)",
+            "e.first_at",
+            "e.last_at",
+            "audit_counts",
+            into,
+        )
+        .await
     }
 
     /// How many entries the tenant's log holds (its next `seq`).
