@@ -28,6 +28,9 @@ pub enum Command {
     /// Show or set the tenant's quota.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Create and list cron schedules, and backfill their past runs.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -317,6 +320,57 @@ pub enum QuotaCommand {
         /// Enqueued jobs per second (beyond: 429 RATE_LIMITED).
         #[arg(long)]
         enqueue_per_sec: Option<f64>,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Create a schedule (needs `orch:admin`; audited `schedule.create`).
+    Create {
+        /// Five-field cron expression, e.g. "0 9 * * mon-fri", or @hourly, @daily, …
+        #[arg(long)]
+        cron: String,
+        /// IANA time zone, e.g. Europe/Paris (default UTC).
+        #[arg(long)]
+        timezone: Option<String>,
+        #[arg(long)]
+        queue: String,
+        #[arg(long = "type")]
+        job_type: String,
+        /// JSON payload of each run (default null).
+        #[arg(long)]
+        payload: Option<String>,
+        #[arg(long)]
+        priority: Option<i64>,
+        #[arg(long)]
+        max_attempts: Option<i64>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List schedules, newest first.
+    List {
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Produce the runs the schedule's cron yields in [FROM, TO) that do not exist yet
+    /// (needs `orch:backfill`; audited `schedule.backfill`; the reason and ticket become
+    /// the token's `backfill_reason` and `backfill_ticket`).
+    Backfill {
+        id: String,
+        /// RFC 3339, inclusive.
+        #[arg(long)]
+        from: String,
+        /// RFC 3339, exclusive.
+        #[arg(long)]
+        to: String,
         #[command(flatten)]
         warrant: WarrantArgs,
         #[command(flatten)]

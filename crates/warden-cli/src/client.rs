@@ -16,6 +16,10 @@ pub enum Need<'a> {
     Operate(&'a WarrantArgs),
     /// `orch:quota` with its warrant (`quota_reason`, `quota_ticket`).
     Quota(&'a WarrantArgs),
+    /// `orch:backfill` with its warrant (`backfill_reason`, `backfill_ticket`).
+    Backfill(&'a WarrantArgs),
+    /// `orch:admin` (no warrant).
+    Admin,
 }
 
 /// A connection to a Warden server with a token.
@@ -52,6 +56,12 @@ impl Client {
                 ("quota_reason", w.reason.as_str()),
                 ("quota_ticket", w.ticket.as_str()),
             ]),
+            Need::Backfill(w) => form.extend([
+                ("scope", "orch:read orch:backfill"),
+                ("backfill_reason", w.reason.as_str()),
+                ("backfill_ticket", w.ticket.as_str()),
+            ]),
+            Need::Admin => form.push(("scope", "orch:read orch:admin")),
         }
         let response = http
             .post(format!("{base}/oauth/token"))

@@ -15,7 +15,7 @@ use warden_store::{Store, StoreOptions};
 
 use crate::args::{
     AuditCommand, Cli, ClientsCommand, Command, ConnArgs, JobsCommand, QueuesCommand, QuotaCommand,
-    StoreArgs, WarrantArgs,
+    SchedulesCommand, StoreArgs, WarrantArgs,
 };
 use crate::client::{Client, Need};
 use crate::serve;
@@ -27,6 +27,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Jobs(c) => jobs(c).await,
         Command::Queues(c) => queues(c).await,
         Command::Quota(c) => quota(c).await,
+        Command::Schedules(c) => schedules(c).await,
         Command::Audit(c) => audit(c).await,
         Command::Worker(args) => crate::worker::run(args).await,
     }
@@ -541,6 +542,104 @@ async fn quota(cmd: QuotaCommand) -> Result<()> {
             text("enqueue_per_sec")
         ))
     })
+}
+
+fn print_schedule(v: &Value) -> Result<()> {
+    out(&format!(
+        "{}  {:<16} {:<16} queue={} type={} next={}",
+        s(v, "id"),
+        s(v, "cron"),
+        v["timezone"].as_str().unwrap_or("UTC"),
+        s(v, "queue"),
+        s(v, "type"),
+        v["next_fire_at"].as_str().unwrap_or("never"),
+    ))
+}
+
+async fn schedules(cmd: SchedulesCommand) -> Result<()> {
+    match cmd {
+        SchedulesCommand::Create {
+            cron,
+            timezone,
+            queue,
+            job_type,
+            payload,
+            priority,
+            max_attempts,
+            conn,
+        } => {
+            let payload: Value = match payload {
+                Some(p) => serde_json::from_str(&p).context("--payload is not JSON")?,
+                None => Value::Null,
+            };
+            let body = json!({
+                "cron": cron, "timezone": timezone, "queue": queue, "type": job_type,
+                "payload": payload, "priority": priority, "max_attempts": max_attempts,
+            });
+            let (_, v) = Client::connect(&conn, Need::Admin)
+                .await?
+                .call(Method::POST, "/api/v1/schedules", &[], Some(&body))
+                .await?;
+            show(&conn, &v, print_schedule)
+        }
+        SchedulesCommand::List {
+            limit,
+            cursor,
+            conn,
+        } => {
+            let mut query = Vec::new();
+            if let Some(l) = limit {
+                query.push(("limit", l.to_string()));
+            }
+            if let Some(c) = cursor {
+                query.push(("cursor", c));
+            }
+            let (_, v) = Client::connect(&conn, Need::Default)
+                .await?
+                .call(Method::GET, "/api/v1/schedules", &query, None)
+                .await?;
+            show(&conn, &v, |v| {
+                for item in v["items"].as_array().into_iter().flatten() {
+                    print_schedule(item)?;
+                }
+                next_cursor(v)
+            })
+        }
+        SchedulesCommand::Backfill {
+            id,
+            from,
+            to,
+            warrant,
+            conn,
+        } => {
+            let (_, v) = Client::connect(&conn, Need::Backfill(&warrant))
+                .await?
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/schedules/{id}/backfill"),
+                    &[],
+                    Some(&json!({"from": from, "to": to})),
+                )
+                .await?;
+            show(&conn, &v, |v| {
+                let runs = v["runs"].as_array().cloned().unwrap_or_default();
+                for r in &runs {
+                    out(&format!(
+                        "{}  job {}  {}",
+                        s(r, "fire_time"),
+                        s(r, "job_id"),
+                        if r["created"] == true {
+                            "created"
+                        } else {
+                            "existed"
+                        }
+                    ))?;
+                }
+                let created = runs.iter().filter(|r| r["created"] == true).count();
+                out(&format!("{} runs, {created} created", runs.len()))
+            })
+        }
+    }
 }
 
 /// `queues pause|resume`: the operator action `verb` on queue `name`.

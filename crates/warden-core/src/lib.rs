@@ -11,6 +11,7 @@
 //! - [`audit`]: audit entries, their canonical bytes and leaf hashes.
 //! - [`events`]: the metadata-only payloads of the operational event stream.
 //! - [`canonical`]: RFC 8785 JSON canonicalization (the bytes an audit entry is hashed as).
+//! - [`schedule`]: cron expressions in a time zone, fire times, backfill ranges.
 //! - [`time`]: [`time::Timestamp`], UTC microseconds, RFC 3339 in and out.
 #![forbid(unsafe_code)]
 
@@ -21,5 +22,6 @@ pub mod jobs;
 pub mod limits;
 pub mod names;
 pub mod reason;
+pub mod schedule;
 pub mod scopes;
 pub mod time;

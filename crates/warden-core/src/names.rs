@@ -197,6 +197,10 @@ uuid_id!(
     /// A client's id (the OAuth `client_id`).
     ClientId, "client id"
 );
+uuid_id!(
+    /// A schedule's id, unique within its tenant.
+    ScheduleId, "schedule id"
+);
 
 impl JobId {
     /// Parse a client-chosen id for a new job: it must be a UUIDv7, so ids stay time-ordered.

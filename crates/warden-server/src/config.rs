@@ -31,6 +31,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Embedded SQLite settings.
     pub sqlite: SqliteConfig,
+    /// The scheduler (cron) and backfill.
+    pub schedules: SchedulesConfig,
     /// Log output: `json` (default) or `text`.
     pub log_format: String,
 }
@@ -97,6 +99,27 @@ pub struct SqliteConfig {
     pub synchronous: String,
 }
 
+/// The scheduler (cron) and backfill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulesConfig {
+    /// Fire times missed while no node ran the scheduler are produced when it comes back if
+    /// they are at most this old (seconds); older ones are skipped, logged, and left for an
+    /// explicit backfill — a server down for a week does not flood its queues.
+    pub catchup_secs: u64,
+    /// The most runs one backfill may produce; a larger range is `400 VALIDATION_FAILED`.
+    pub backfill_max_runs: usize,
+}
+
+impl Default for SchedulesConfig {
+    fn default() -> Self {
+        Self {
+            catchup_secs: 3600,
+            backfill_max_runs: 10_000,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -107,6 +130,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
             sqlite: SqliteConfig::default(),
+            schedules: SchedulesConfig::default(),
             log_format: "json".into(),
         }
     }
@@ -213,6 +237,11 @@ impl Config {
                     i.issuer
                 )));
             }
+        }
+        if self.schedules.backfill_max_runs == 0 || self.schedules.backfill_max_runs > 100_000 {
+            return Err(ConfigError::Invalid(
+                "schedules.backfill_max_runs must be 1..=100000".into(),
+            ));
         }
         if !matches!(self.log_format.as_str(), "json" | "text") {
             return Err(ConfigError::Invalid(

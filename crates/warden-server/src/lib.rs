@@ -36,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use warden_core::names::TenantId;
 use warden_core::scopes::TicketPattern;
+use warden_core::time::Timestamp;
 use warden_store::{Store, StoreError, StoreOptions};
 
 pub use config::Config;
@@ -219,6 +220,11 @@ fn spawn_background(
         async move { sweep_jobs(&s).await }
     }));
     let s = state.clone();
+    tasks.push(every(Duration::from_secs(1), stop.clone(), move || {
+        let s = s.clone();
+        async move { fire_schedules(&s).await }
+    }));
+    let s = state.clone();
     tasks.push(every(Duration::from_secs(5), stop.clone(), move || {
         let s = s.clone();
         async move {
@@ -287,6 +293,44 @@ async fn sweep_jobs(state: &AppState) {
     }
     if recovered + promoted > 0 {
         state.work_available.notify_waiters();
+    }
+}
+
+/// Produce the runs of schedules whose fire time has come; wake long-polls for them.
+async fn fire_schedules(state: &AppState) {
+    let catchup = state
+        .config
+        .schedules
+        .catchup_secs
+        .saturating_mul(1_000_000) as i64;
+    match state
+        .store
+        .fire_due_schedules(Timestamp::now(), catchup)
+        .await
+    {
+        Ok(r) => {
+            if r.created > 0 {
+                state
+                    .metrics
+                    .add("warden_schedule_runs_total", Vec::new(), r.created as u64);
+                state.work_available.notify_waiters();
+            }
+            if r.skipped > 0 {
+                state.metrics.add(
+                    "warden_schedule_runs_skipped_total",
+                    Vec::new(),
+                    r.skipped as u64,
+                );
+            }
+            if r.deferred > 0 {
+                state.metrics.add(
+                    "warden_schedule_runs_deferred_total",
+                    Vec::new(),
+                    r.deferred as u64,
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "scheduler pass failed; will retry"),
     }
 }
 

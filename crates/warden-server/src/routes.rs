@@ -8,6 +8,7 @@ pub mod oauth;
 pub mod ops;
 pub mod queues;
 pub mod quota;
+pub mod schedules;
 pub mod workers;
 
 use axum::Router;
@@ -28,6 +29,14 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; `null` at the end.
     pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `items`; when `more` follow, the cursor is `key` of the last item.
+    pub fn new(items: Vec<T>, more: bool, key: impl Fn(&T) -> String) -> Self {
+        let next_cursor = if more { items.last().map(key) } else { None };
+        Self { items, next_cursor }
+    }
 }
 
 /// Refuse unless the caller holds `scope` (read routes; operator routes use the pipeline).
@@ -142,6 +151,24 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "Replace the tenant's quota (audited quota.update)",
     ),
     (
+        "post",
+        "/api/v1/schedules",
+        "orch:admin",
+        "Create a cron schedule (audited schedule.create)",
+    ),
+    (
+        "get",
+        "/api/v1/schedules",
+        "orch:read",
+        "List schedules, newest first",
+    ),
+    (
+        "post",
+        "/api/v1/schedules/{id}/backfill",
+        "orch:backfill",
+        "Produce the runs of a past range, idempotently (audited schedule.backfill)",
+    ),
+    (
         "get",
         "/api/v1/audit",
         "orch:read",
@@ -223,6 +250,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queues/{name}/resume", post(queues::resume))
         .route("/api/v1/queues/{name}/limits", put(queues::limits))
         .route("/api/v1/quota", get(quota::show).put(quota::update))
+        .route(
+            "/api/v1/schedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route("/api/v1/schedules/{id}/backfill", post(schedules::backfill))
         .route("/api/v1/audit", get(audit::list).fallback(audit::immutable))
         .route(
             "/api/v1/audit/stats",

@@ -424,8 +424,24 @@ impl Store {
         key_list: &[&str],
     ) -> StoreResult<Vec<Enqueued>> {
         let mut tx = self.begin_write().await?;
-        let now = Timestamp::now();
+        let out = self
+            .enqueue_in_tx(&mut tx, tenant, jobs, key_list, Timestamp::now(), None)
+            .await?;
+        tx.commit().await?;
+        Ok(out)
+    }
 
+    /// The body of an enqueue, in the caller's transaction (also used by schedules).
+    /// `actor` goes on the first timeline entry of each new job.
+    pub(crate) async fn enqueue_in_tx(
+        &self,
+        tx: &mut AnyConnection,
+        tenant: &TenantId,
+        jobs: &[NewJob],
+        key_list: &[&str],
+        now: Timestamp,
+        actor: Option<&str>,
+    ) -> StoreResult<Vec<Enqueued>> {
         // Existing jobs for reused idempotency keys.
         let mut existing_by_key: HashMap<String, Job> = HashMap::new();
         for chunk in key_list.chunks(ROWS_PER_STATEMENT) {
@@ -433,7 +449,7 @@ impl Store {
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key IN ({})",
                 list_placeholders(chunk.len(), 2)
             );
-            let sql = crate::sql::for_backend(&tx, sql);
+            let sql = crate::sql::for_backend(tx, sql);
             let mut q = sqlx::query(&sql).bind(tenant.as_str());
             for k in chunk {
                 q = q.bind(*k);
@@ -450,7 +466,7 @@ impl Store {
             .filter(|j| j.client_chosen_id)
             .map(|j| j.id)
             .collect();
-        let taken = fetch_by_ids(&mut tx, tenant, &chosen, "").await?;
+        let taken = fetch_by_ids(tx, tenant, &chosen, "").await?;
 
         let mut outcomes: Vec<Option<Enqueued>> = vec![None; jobs.len()];
         let mut fresh: Vec<usize> = Vec::new();
@@ -486,15 +502,14 @@ impl Store {
             }
         }
 
-        crate::limits::admit_enqueue(&mut tx, self.dialect(), tenant, fresh.len() as u64, now)
-            .await?;
+        crate::limits::admit_enqueue(tx, self.dialect(), tenant, fresh.len() as u64, now).await?;
 
         // Dependencies outside the batch must exist; their states decide the new jobs' states.
         // They are locked (shared) so that a concurrent cancel of one either commits before
         // we read it (we see it failed) or waits for our commit (its cascade sees our edges):
         // otherwise a new job could wait forever on a job canceled meanwhile.
         let external = external_dependencies(jobs);
-        let upstream = fetch_by_ids(&mut tx, tenant, &external, self.dialect().for_share()).await?;
+        let upstream = fetch_by_ids(tx, tenant, &external, self.dialect().for_share()).await?;
         for (i, j) in jobs.iter().enumerate() {
             if let Some(missing) = j
                 .depends_on
@@ -586,9 +601,8 @@ impl Store {
             new_jobs.push(job);
         }
         let queues: Vec<&QueueName> = new_jobs.iter().map(|j| &j.queue).collect();
-        ensure_queues(&mut tx, tenant, &queues, now).await?;
-        insert_jobs(&mut tx, tenant, &new_jobs, None).await?;
-        tx.commit().await?;
+        ensure_queues(tx, tenant, &queues, now).await?;
+        insert_jobs(tx, tenant, &new_jobs, actor).await?;
         Ok(outcomes
             .into_iter()
             .map(|o| o.expect("every job resolved"))

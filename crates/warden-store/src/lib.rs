@@ -28,6 +28,7 @@ mod maintenance;
 mod migrate;
 pub mod outbox;
 pub mod queues;
+pub mod schedules;
 mod sql;
 pub mod tenants;
 #[cfg(feature = "testing")]

@@ -37,6 +37,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0005_limits.sql"),
         include_str!("../migrations/postgres/0005_limits.sql"),
     ),
+    (
+        6,
+        "schedules",
+        include_str!("../migrations/sqlite/0006_schedules.sql"),
+        include_str!("../migrations/postgres/0006_schedules.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

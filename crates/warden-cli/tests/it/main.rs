@@ -94,6 +94,19 @@ fn operator_commands_without_reason_or_ticket_exit_2_before_any_request() {
             "--url",
             url,
         ],
+        &[
+            "schedules",
+            "backfill",
+            "01a20000-0000-7000-8000-000000000000",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-01-02T00:00:00Z",
+            "--ticket",
+            "OPS-1",
+            "--url",
+            url,
+        ],
     ];
     for args in cases {
         let o = run(
@@ -446,6 +459,56 @@ fn the_readme_tour_works_end_to_end_and_sigterm_exits_cleanly() {
         q["items"][0]["operator_ticket"], "CAP-1",
         "the quota warrant is recorded"
     );
+    // Schedules: a cron in a time zone, then a backfill under the backfill warrant.
+    let o = run(
+        &[
+            "schedules",
+            "create",
+            "--cron",
+            "0 9 * * *",
+            "--timezone",
+            "Europe/Paris",
+            "--queue",
+            "reports",
+            "--type",
+            "daily",
+            "--payload",
+            r#"{"team":"ops"}"#,
+            "--json",
+        ],
+        &admin,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let sched: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sched_id = sched["id"].as_str().unwrap().to_owned();
+    let o = run(&["schedules", "list"], &admin);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Europe/Paris"));
+    let backfill = [
+        "schedules",
+        "backfill",
+        sched_id.as_str(),
+        "--from",
+        "2026-11-01T00:00:00Z",
+        "--to",
+        "2026-11-04T00:00:00Z",
+        "--reason",
+        "reports lost in the outage",
+        "--ticket",
+        "INC-7",
+    ];
+    let o = run(&backfill, &admin);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("3 runs, 3 created"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = run(&backfill, &admin);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("3 runs, 0 created"),
+        "a second backfill creates nothing"
+    );
+
     let o = run(&["jobs", "show", id], &admin);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("client:admin"),

@@ -73,14 +73,10 @@ async fn list_page(
         .store
         .list_audit(&caller.tenant, &f, cursor, limit)
         .await?;
-    let next_cursor = if more {
-        items.last().map(|e| e.entry.seq.to_string())
-    } else {
-        None
-    };
+    let page = Page::new(items, more, |e| e.entry.seq.to_string());
     Ok(Page {
-        items: items.into_iter().map(EntryView::from).collect(),
-        next_cursor,
+        items: page.items.into_iter().map(EntryView::from).collect(),
+        next_cursor: page.next_cursor,
     })
 }
 

@@ -67,13 +67,9 @@ impl EnqueueBody {
         let job_type = JobType::parse(&self.job_type)
             .map_err(|e| err("type", e.message))
             .ok();
-        let priority = match self.priority.unwrap_or(0) {
-            p if (i32::MIN as i64..=i32::MAX as i64).contains(&p) => Some(p as i32),
-            _ => {
-                err("priority", "must fit in a 32-bit signed integer".into());
-                None
-            }
-        };
+        let priority = parse_priority(self.priority)
+            .map_err(|m| err("priority", m))
+            .ok();
         let run_at = match &self.run_at {
             None => Some(None),
             Some(s) => Timestamp::parse_rfc3339(s)
@@ -81,16 +77,9 @@ impl EnqueueBody {
                 .map_err(|e| err("run_at", e.to_string()))
                 .ok(),
         };
-        let max_attempts = match self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS as i64) {
-            n if (1..=MAX_MAX_ATTEMPTS as i64).contains(&n) => Some(n as u32),
-            _ => {
-                err(
-                    "max_attempts",
-                    format!("must be from 1 to {MAX_MAX_ATTEMPTS}"),
-                );
-                None
-            }
-        };
+        let max_attempts = parse_max_attempts(self.max_attempts)
+            .map_err(|m| err("max_attempts", m))
+            .ok();
         let idempotency_key = match &self.idempotency_key {
             None => Some(None),
             Some(k) => IdempotencyKey::parse(k)
@@ -121,6 +110,19 @@ impl EnqueueBody {
             idempotency_key: idempotency_key?,
             depends_on,
         })
+    }
+}
+
+/// A job's `priority` (default 0): a 32-bit signed integer.
+pub(crate) fn parse_priority(p: Option<i64>) -> Result<i32, String> {
+    i32::try_from(p.unwrap_or(0)).map_err(|_| "must fit in a 32-bit signed integer".into())
+}
+
+/// A job's `max_attempts` (default [`DEFAULT_MAX_ATTEMPTS`]).
+pub(crate) fn parse_max_attempts(n: Option<i64>) -> Result<u32, String> {
+    match n.unwrap_or(DEFAULT_MAX_ATTEMPTS as i64) {
+        n if (1..=MAX_MAX_ATTEMPTS as i64).contains(&n) => Ok(n as u32),
+        _ => Err(format!("must be from 1 to {MAX_MAX_ATTEMPTS}")),
     }
 }
 
@@ -230,12 +232,7 @@ pub async fn list(
         .store
         .list_jobs(&caller.tenant, &filter, cursor, limit)
         .await?;
-    let next_cursor = if more {
-        items.last().map(|j| j.id.to_string())
-    } else {
-        None
-    };
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(Page::new(items, more, |j| j.id.to_string())))
 }
 
 fn unknown_job(raw: &str) -> ApiError {

@@ -33,12 +33,7 @@ pub async fn list(
         .store
         .list_queues(&caller.tenant, cursor, limit)
         .await?;
-    let next_cursor = if more {
-        items.last().map(|v| v.name.to_string())
-    } else {
-        None
-    };
-    Ok(Json(Page { items, next_cursor }))
+    Ok(Json(Page::new(items, more, |v| v.name.to_string())))
 }
 
 fn unknown_queue(raw: &str) -> ApiError {

@@ -9,4 +9,5 @@ mod jobs;
 mod ops;
 mod queues;
 mod quota;
+mod schedules;
 mod workers;

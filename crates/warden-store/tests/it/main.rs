@@ -10,6 +10,7 @@ mod immutability;
 mod jobs;
 mod limits;
 mod queues;
+mod schedules;
 
 use std::fmt::Debug;
 
