@@ -42,6 +42,11 @@ struct Lane {
     room: u64,
     /// It has nothing more to give in this lease.
     done: bool,
+    /// The claim-order key `(priority, run_at, id)` of the last row claimed from it in
+    /// this lease: a later round continues after it. Rows this transaction locked are not
+    /// skipped by `SKIP LOCKED` and are still `available` until the lease's update, so
+    /// without it a second round would claim them again.
+    after: Option<(i64, i64, String)>,
 }
 
 /// What a worker asks for.
@@ -403,6 +408,7 @@ impl Store {
                 tat: row::opt_int(&r, "lease_tat")?,
                 room: u64::MAX,
                 done: false,
+                after: None,
             });
         }
         // Request order, then rotated: the same queues start in turn.
@@ -453,9 +459,24 @@ impl Store {
                     continue;
                 }
                 let got = self
-                    .claim_from(tx, tenant, &lane.name, type_names, want, now)
+                    .claim_from(
+                        tx,
+                        tenant,
+                        &lane.name,
+                        type_names,
+                        lane.after.as_ref(),
+                        want,
+                        now,
+                    )
                     .await?;
                 let n = got.len() as u64;
+                if let Some(last) = got.last() {
+                    lane.after = Some((
+                        row::int(last, "priority")?,
+                        row::int(last, "run_at")?,
+                        row::text(last, "id")?,
+                    ));
+                }
                 if n < want {
                     lane.done = true;
                 }
@@ -478,24 +499,37 @@ impl Store {
         Ok(rows)
     }
 
-    /// Lock up to `want` ready jobs of one queue in claim order.
+    /// Lock up to `want` ready jobs of one queue in claim order, after the claim-order
+    /// key `after` when given.
+    #[allow(clippy::too_many_arguments)]
     async fn claim_from(
         &self,
         tx: &mut AnyConnection,
         tenant: &TenantId,
         queue: &QueueName,
         type_names: &[String],
+        after: Option<&(i64, i64, String)>,
         want: u64,
         now: Timestamp,
     ) -> StoreResult<Vec<AnyRow>> {
         let mut sql = String::from(
-            "SELECT id, queue, job_type, payload, attempt, max_attempts FROM jobs \
+            "SELECT id, queue, job_type, payload, priority, run_at, attempt, max_attempts FROM jobs \
              WHERE tenant = $1 AND queue = $2 AND state = 'available' AND run_at <= $3",
         );
+        let mut next = 4;
         if !type_names.is_empty() {
             sql.push_str(&format!(
                 " AND job_type IN ({})",
-                list_placeholders(type_names.len(), 4)
+                list_placeholders(type_names.len(), next)
+            ));
+            next += type_names.len();
+        }
+        if after.is_some() {
+            sql.push_str(&format!(
+                " AND (priority, run_at, id) > (${}, ${}, ${})",
+                next,
+                next + 1,
+                next + 2
             ));
         }
         sql.push_str(&format!(" ORDER BY priority, run_at, id LIMIT {want}"));
@@ -510,6 +544,9 @@ impl Store {
             .bind(now.as_micros());
         for t in type_names {
             q = q.bind(t.as_str());
+        }
+        if let Some((p, r, id)) = after {
+            q = q.bind(*p).bind(*r).bind(id.as_str());
         }
         Ok(q.fetch_all(&mut *tx).await?)
     }
@@ -747,6 +784,7 @@ impl Store {
         .bind(now.as_micros())
         .fetch_all(&mut *tx)
         .await?;
+        let mut promoted = 0;
         for r in &rows {
             let tenant = row::parse(
                 "jobs",
@@ -757,13 +795,20 @@ impl Store {
             let from = row::parse("jobs", &row::text(r, "state")?, |s| {
                 JobState::parse(s).ok_or("unknown state")
             })?;
-            sqlx::query("UPDATE jobs SET state = 'available', updated_at = $1 WHERE tenant = $2 AND id = $3 AND state = $4")
+            let changed = sqlx::query("UPDATE jobs SET state = 'available', updated_at = $1 WHERE tenant = $2 AND id = $3 AND state = $4")
                 .bind(now.as_micros())
                 .bind(tenant.as_str())
                 .bind(id.to_string())
                 .bind(from.as_str())
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            // Changed meanwhile (e.g. canceled by a failed dependency on another node):
+            // no transition happened, so the timeline gets no entry.
+            if changed == 0 {
+                continue;
+            }
+            promoted += 1;
             let attempt = row::int(r, "attempt")? as u32;
             let event = TimelineEntry {
                 at: now,
@@ -777,6 +822,6 @@ impl Store {
             insert_events(&mut tx, &tenant, &[(id, event)]).await?;
         }
         tx.commit().await?;
-        Ok(rows.len() as u64)
+        Ok(promoted)
     }
 }

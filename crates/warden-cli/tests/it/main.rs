@@ -1,6 +1,7 @@
 //! The `warden` binary as a user runs it: the server, the store-side commands and the
 //! client commands, including the README's tour.
 
+mod crash;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
