@@ -79,8 +79,15 @@ pub struct StateInner {
     pub tickets: TicketPattern,
     /// The in-process event bus the outbox relay feeds (metadata-only JSON events).
     pub events: broadcast::Sender<String>,
-    /// Poked after a commit that may have made jobs leasable; long-polls wait on it.
+    /// Poked after a commit that may have made jobs leasable; long-polls wait on it. Poke
+    /// it through [`AppState::wake_workers`], which also tells the other nodes.
     pub work_available: tokio::sync::Notify,
+    /// This process's id among the nodes sharing a PostgreSQL database.
+    pub node_id: String,
+    /// Whether this node runs the periodic loops (see `warden_store::cluster`).
+    pub leader: std::sync::atomic::AtomicBool,
+    /// Asks the announcer to send one `NOTIFY` to the other nodes (coalesced).
+    announce: tokio::sync::Notify,
     /// Flips to true when the server begins to shut down (open long-polls answer at once).
     pub shutdown: watch::Sender<bool>,
     known_tenants: Mutex<HashSet<TenantId>>,
@@ -108,9 +115,24 @@ impl AppState {
             tickets,
             events,
             work_available: tokio::sync::Notify::new(),
+            node_id: uuid::Uuid::now_v7().to_string(),
+            leader: std::sync::atomic::AtomicBool::new(false),
+            announce: tokio::sync::Notify::new(),
             shutdown: watch::channel(false).0,
             known_tenants: Mutex::new(HashSet::new()),
         })))
+    }
+
+    /// Jobs may have become leasable: wake this node's long-polls now, and the other
+    /// nodes' through one `NOTIFY` (PostgreSQL; bursts coalesce into one).
+    pub fn wake_workers(&self) {
+        self.work_available.notify_waiters();
+        self.announce.notify_one();
+    }
+
+    /// Whether this node currently leads (runs the periodic loops).
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Make sure an outside issuer's tenant exists in the store (once per process).
@@ -214,20 +236,35 @@ fn spawn_background(
             }
         }
     }));
+    tasks.push(tokio::spawn(lead(state.clone(), stop.clone())));
+    tasks.push(tokio::spawn(listen_for_work(state.clone(), stop.clone())));
+    tasks.push(tokio::spawn(announce_work(state.clone(), stop.clone())));
+    // The periodic loops below run on the leader only.
     let s = state.clone();
     tasks.push(every(Duration::from_secs(1), stop.clone(), move || {
         let s = s.clone();
-        async move { sweep_jobs(&s).await }
+        async move {
+            if s.is_leader() {
+                sweep_jobs(&s).await
+            }
+        }
     }));
     let s = state.clone();
     tasks.push(every(Duration::from_secs(1), stop.clone(), move || {
         let s = s.clone();
-        async move { fire_schedules(&s).await }
+        async move {
+            if s.is_leader() {
+                fire_schedules(&s).await
+            }
+        }
     }));
     let s = state.clone();
     tasks.push(every(Duration::from_secs(5), stop.clone(), move || {
         let s = s.clone();
         async move {
+            if !s.is_leader() {
+                return;
+            }
             match s.store.refresh_planner_stats().await {
                 Ok(t) if !t.is_empty() => {
                     tracing::info!(tables = ?t, "refreshed planner statistics")
@@ -274,6 +311,92 @@ where
     })
 }
 
+/// Hold or seek leadership: every second, a leader checks it still holds the lock (and
+/// steps down at once if not); a follower tries to take it. Stepping down at shutdown
+/// closes the lock's connection, so another node takes over within a second.
+async fn lead(state: AppState, mut stop: watch::Receiver<bool>) {
+    use std::sync::atomic::Ordering;
+    let mut held: Option<warden_store::cluster::Leadership> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        match held.as_mut() {
+            Some(l) => {
+                if !l.still_held().await {
+                    tracing::warn!(node = %state.node_id, "lost leadership; stepping down");
+                    state.leader.store(false, Ordering::Relaxed);
+                    held = None;
+                }
+            }
+            None => match state.store.try_lead().await {
+                Ok(Some(l)) => {
+                    tracing::info!(node = %state.node_id, "leading: running the periodic loops");
+                    held = Some(l);
+                    state.leader.store(true, Ordering::Relaxed);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not try for leadership; will retry"),
+            },
+        }
+        state.metrics.set_gauge(
+            "warden_leader",
+            Vec::new(),
+            if state.is_leader() { 1.0 } else { 0.0 },
+        );
+    }
+    state.leader.store(false, Ordering::Relaxed);
+    if let Some(l) = held {
+        l.release().await;
+    }
+}
+
+/// Wake this node's long-polls when another node made work leasable (PostgreSQL).
+async fn listen_for_work(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mut listener = match state.store.work_listener(&state.node_id).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return, // SQLite: one process, woken in memory.
+        Err(e) => {
+            tracing::error!(error = %e, "cannot LISTEN for other nodes' work; long-polls will only be woken by this node");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            r = listener.recv() => match r {
+                Ok(()) => state.work_available.notify_waiters(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the LISTEN connection; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    // Wake-ups may have been missed meanwhile: let waiters look once.
+                    state.work_available.notify_waiters();
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Send one `NOTIFY` per burst of [`AppState::wake_workers`] calls (PostgreSQL).
+async fn announce_work(state: AppState, mut stop: watch::Receiver<bool>) {
+    if state.store.backend() != warden_store::Backend::Postgres {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = state.announce.notified() => {
+                if let Err(e) = state.store.announce_work(&state.node_id).await {
+                    tracing::warn!(error = %e, "could not NOTIFY other nodes of new work");
+                }
+            }
+            _ = stop.changed() => break,
+        }
+    }
+}
+
 /// Return expired leases and promote due jobs; wake long-polls if anything became leasable.
 async fn sweep_jobs(state: &AppState) {
     let recovered = state
@@ -292,7 +415,10 @@ async fn sweep_jobs(state: &AppState) {
         tracing::info!(recovered, "expired leases returned");
     }
     if recovered + promoted > 0 {
-        state.work_available.notify_waiters();
+        state.wake_workers();
+    }
+    if let Err(e) = state.store.prune_queue_stats().await {
+        tracing::warn!(error = %e, "could not prune queue statistics; will retry");
     }
 }
 
@@ -313,7 +439,7 @@ async fn fire_schedules(state: &AppState) {
                 state
                     .metrics
                     .add("warden_schedule_runs_total", Vec::new(), r.created as u64);
-                state.work_available.notify_waiters();
+                state.wake_workers();
             }
             if r.skipped > 0 {
                 state.metrics.add(

@@ -11,11 +11,14 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use warden_store::leases::{Finished, LeasedJob};
+
 use crate::AppState;
 
-/// Latency buckets, seconds.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+/// Latency buckets, seconds (up to 30 min: job run times share them).
+const BUCKETS: [f64; 19] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0, 900.0, 1800.0,
 ];
 
 type Labels = Vec<(&'static str, String)>;
@@ -32,6 +35,7 @@ struct Histogram {
 pub struct Metrics {
     counters: Mutex<BTreeMap<(&'static str, Labels), u64>>,
     histograms: Mutex<BTreeMap<(&'static str, Labels), Histogram>>,
+    gauges: Mutex<BTreeMap<(&'static str, Labels), f64>>,
 }
 
 /// Help text for each metric family.
@@ -66,6 +70,51 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "Outbox events delivered to the event bus.",
     ),
+    (
+        "warden_queue_jobs",
+        "gauge",
+        "Unfinished jobs by tenant, queue and state (pending, available, running, retrying), read at scrape time.",
+    ),
+    (
+        "warden_jobs_leased_total",
+        "counter",
+        "Jobs handed to workers, by tenant and queue.",
+    ),
+    (
+        "warden_jobs_finished_total",
+        "counter",
+        "Attempts finished by workers, by tenant, queue, type and resulting state (succeeded, retrying, dead_letter).",
+    ),
+    (
+        "warden_job_start_delay_seconds",
+        "histogram",
+        "From when a job became due (enqueue, run_at or retry time) to its lease, by tenant and queue.",
+    ),
+    (
+        "warden_job_run_seconds",
+        "histogram",
+        "From lease to complete or fail, by tenant, queue and type.",
+    ),
+    (
+        "warden_leader",
+        "gauge",
+        "1 while this node leads (runs lease recovery, promotion, the scheduler), else 0.",
+    ),
+    (
+        "warden_schedule_runs_total",
+        "counter",
+        "Runs produced by the scheduler.",
+    ),
+    (
+        "warden_schedule_runs_skipped_total",
+        "counter",
+        "Missed fire times older than the catch-up window, not produced.",
+    ),
+    (
+        "warden_schedule_runs_deferred_total",
+        "counter",
+        "Scheduler passes that could not produce a schedule's runs (quota, rate); retried.",
+    ),
 ];
 
 impl Metrics {
@@ -79,6 +128,14 @@ impl Metrics {
             .or_default() += n;
     }
 
+    /// Set a gauge.
+    pub fn set_gauge(&self, name: &'static str, labels: Labels, value: f64) {
+        self.gauges
+            .lock()
+            .expect("lock")
+            .insert((name, labels), value);
+    }
+
     /// Observe a value in a histogram.
     pub fn observe(&self, name: &'static str, labels: Labels, value: f64) {
         let mut map = self.histograms.lock().expect("lock");
@@ -90,6 +147,64 @@ impl Metrics {
         }
         h.sum += value;
         h.count += 1;
+    }
+
+    /// Jobs were leased: count them and observe how long each waited since it was due.
+    pub fn count_leased(&self, tenant: &warden_core::names::TenantId, jobs: &[LeasedJob]) {
+        let now = warden_core::time::Timestamp::now().as_micros();
+        for j in jobs {
+            let labels = || {
+                vec![
+                    ("tenant", tenant.as_str().to_owned()),
+                    ("queue", j.queue.as_str().to_owned()),
+                ]
+            };
+            self.add("warden_jobs_leased_total", labels(), 1);
+            let waited = (now - j.due_at.as_micros()).max(0) as f64 / 1e6;
+            self.observe("warden_job_start_delay_seconds", labels(), waited);
+        }
+    }
+
+    /// Attempts were finished: count them by outcome and observe their run times.
+    pub fn count_finished(
+        &self,
+        tenant: &warden_core::names::TenantId,
+        outcomes: &[Result<Finished, warden_core::reason::ReasonCode>],
+    ) {
+        for f in outcomes.iter().flatten() {
+            let labels = || {
+                vec![
+                    ("tenant", tenant.as_str().to_owned()),
+                    ("queue", f.queue.as_str().to_owned()),
+                    ("type", f.job_type.as_str().to_owned()),
+                ]
+            };
+            let mut by_state = labels();
+            by_state.push(("state", f.state.as_str().to_owned()));
+            self.add("warden_jobs_finished_total", by_state, 1);
+            if let Some(us) = f.ran_micros {
+                self.observe("warden_job_run_seconds", labels(), us.max(0) as f64 / 1e6);
+            }
+        }
+    }
+
+    /// Replace the unfinished-job gauges with a fresh reading.
+    pub fn set_depths(&self, depths: &[(String, String, warden_core::jobs::JobState, i64)]) {
+        let mut gauges = self.gauges.lock().expect("lock");
+        gauges.retain(|(name, _), _| *name != "warden_queue_jobs");
+        for (tenant, queue, state, n) in depths {
+            gauges.insert(
+                (
+                    "warden_queue_jobs",
+                    vec![
+                        ("tenant", tenant.clone()),
+                        ("queue", queue.clone()),
+                        ("state", state.as_str().to_owned()),
+                    ],
+                ),
+                *n as f64,
+            );
+        }
     }
 
     /// An audit entry was written.
@@ -128,6 +243,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let counters = self.counters.lock().expect("lock");
         let histograms = self.histograms.lock().expect("lock");
+        let gauges = self.gauges.lock().expect("lock");
         let mut out = String::new();
         for (family, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
@@ -151,6 +267,9 @@ impl Metrics {
                 );
                 let _ = writeln!(out, "{name}_sum{} {}", fmt_labels(labels, None), h.sum);
                 let _ = writeln!(out, "{name}_count{} {}", fmt_labels(labels, None), h.count);
+            }
+            for ((name, labels), v) in gauges.iter().filter(|((n, _), _)| n == family) {
+                let _ = writeln!(out, "{name}{} {v}", fmt_labels(labels, None));
             }
         }
         out

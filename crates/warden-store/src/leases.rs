@@ -82,6 +82,23 @@ pub struct LeasedJob {
     pub attempt: u32,
     /// When the lease runs out unless extended.
     pub lease_expires_at: Timestamp,
+    /// When the job became due (its `run_at`): the lease's start minus this is the job's
+    /// wait. Not part of the wire format.
+    #[serde(skip)]
+    pub due_at: Timestamp,
+}
+
+/// What finishing one job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// Its queue.
+    pub queue: QueueName,
+    /// Its type.
+    pub job_type: JobType,
+    /// Its state now: `succeeded`, `retrying` or `dead_letter`.
+    pub state: JobState,
+    /// How long the attempt ran (from its lease to now), when known.
+    pub ran_micros: Option<i64>,
 }
 
 /// How a worker finished a job.
@@ -311,11 +328,12 @@ impl Store {
                 })?,
                 attempt: t.attempt,
                 lease_expires_at: expires,
+                due_at: Timestamp::from_micros(row::int(r, "run_at")?),
             });
         }
         for chunk in leased.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_id = $1, lease_agent = $2, lease_secs = $3, lease_expires_at = $4, updated_at = $5 \
+                "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_id = $1, lease_agent = $2, lease_secs = $3, lease_expires_at = $4, updated_at = $5, leased_at = $5 \
                  WHERE tenant = $6 AND state = 'available' AND id IN ({})",
                 list_placeholders(chunk.len(), 7)
             );
@@ -604,16 +622,22 @@ impl Store {
         &self,
         tenant: &TenantId,
         items: &[FinishItem],
-    ) -> StoreResult<Vec<Result<(), ReasonCode>>> {
+    ) -> StoreResult<Vec<Result<Finished, ReasonCode>>> {
         let mut tx = self.begin_write().await?;
         let now = Timestamp::now();
         let ids: Vec<JobId> = items.iter().map(|i| i.id).collect();
         let lock = self.dialect().for_update();
         let jobs = fetch_by_ids(&mut tx, tenant, &ids, lock).await?;
-        let leases: HashMap<JobId, Option<String>> = {
+        let leases: HashMap<JobId, (Option<String>, Option<i64>)> = {
             let mut m = HashMap::new();
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let sql = crate::sql::select_by_ids(&tx, "jobs", "id, lease_id", chunk.len(), "");
+                let sql = crate::sql::select_by_ids(
+                    &tx,
+                    "jobs",
+                    "id, lease_id, leased_at",
+                    chunk.len(),
+                    "",
+                );
                 let mut q = sqlx::query(&sql).bind(tenant.as_str());
                 for id in chunk {
                     q = q.bind(id.to_string());
@@ -621,7 +645,10 @@ impl Store {
                 for r in q.fetch_all(&mut *tx).await? {
                     m.insert(
                         row::parse("jobs", &row::text(&r, "id")?, JobId::parse)?,
-                        row::opt_text(&r, "lease_id")?,
+                        (
+                            row::opt_text(&r, "lease_id")?,
+                            row::opt_int(&r, "leased_at")?,
+                        ),
                     );
                 }
             }
@@ -638,8 +665,9 @@ impl Store {
                 continue;
             };
             let state = settled.get(&item.id).copied().unwrap_or(job.state);
-            let held = state == JobState::Running
-                && leases.get(&item.id).and_then(|l| l.as_deref()) == Some(item.lease_id.as_str());
+            let (lease_id, leased_at) = leases.get(&item.id).cloned().unwrap_or_default();
+            let held =
+                state == JobState::Running && lease_id.as_deref() == Some(item.lease_id.as_str());
             if !held {
                 outcomes.push(Err(ReasonCode::LeaseNotHeld));
                 continue;
@@ -702,9 +730,15 @@ impl Store {
                 JobState::DeadLetter => dead.push(item.id),
                 _ => {}
             }
-            outcomes.push(Ok(()));
+            outcomes.push(Ok(Finished {
+                queue: job.queue.clone(),
+                job_type: job.job_type.clone(),
+                state: t.to,
+                ran_micros: leased_at.map(|at| now.as_micros() - at),
+            }));
         }
         insert_events(&mut tx, tenant, &events).await?;
+        crate::queues::count_finished(&mut tx, tenant, &outcomes, now).await?;
         for id in succeeded {
             promote_dependents(&mut tx, tenant, id, now).await?;
         }

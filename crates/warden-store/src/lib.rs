@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cluster;
 pub mod jobs;
 pub mod leases;
 pub mod limits;
@@ -257,6 +258,24 @@ struct Inner {
     dialect: Dialect,
     /// Where the next lease starts its round over the queues it names (fairness).
     rotation: std::sync::atomic::AtomicUsize,
+    /// The connection URL, for the dedicated connections of [`cluster`].
+    url: DbUrl,
+}
+
+/// A connection URL whose `Debug` hides the password.
+struct DbUrl(String);
+
+impl std::fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl std::ops::Deref for DbUrl {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Store {
@@ -322,6 +341,7 @@ impl Store {
                 read,
                 dialect: Dialect { backend },
                 rotation: std::sync::atomic::AtomicUsize::new(0),
+                url: DbUrl(options.url.clone()),
             }),
         };
         migrate::run(&store).await?;

@@ -43,6 +43,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_schedules.sql"),
         include_str!("../migrations/postgres/0006_schedules.sql"),
     ),
+    (
+        7,
+        "engine_stats",
+        include_str!("../migrations/sqlite/0007_engine_stats.sql"),
+        include_str!("../migrations/postgres/0007_engine_stats.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

@@ -29,6 +29,11 @@ pub struct QueueView {
     pub depth: BTreeMap<&'static str, i64>,
     /// Jobs running now.
     pub running: i64,
+    /// Jobs finished (succeeded or failed an attempt) per second, over the last `1m`,
+    /// `5m` and `1h` (10-second buckets: each window reaches back up to 10 s further).
+    pub throughput: BTreeMap<&'static str, f64>,
+    /// Failed attempts over finished ones in the same windows; `null` when none finished.
+    pub error_rate: BTreeMap<&'static str, Option<f64>>,
     /// When the queue came into being (its first enqueue).
     pub created_at: Timestamp,
     /// Last change of its settings.
@@ -43,9 +48,55 @@ pub(crate) fn decode_queue(r: &AnyRow) -> StoreResult<QueueView> {
         limits: decode_limits(r)?,
         depth,
         running: 0,
+        throughput: WINDOWS.iter().map(|(k, _)| (*k, 0.0)).collect(),
+        error_rate: WINDOWS.iter().map(|(k, _)| (*k, None)).collect(),
         created_at: Timestamp::from_micros(row::int(r, "created_at")?),
         updated_at: Timestamp::from_micros(row::int(r, "updated_at")?),
     })
+}
+
+/// The windows of [`QueueView::throughput`]: name and length in seconds.
+const WINDOWS: [(&str, i64); 3] = [("1m", 60), ("5m", 300), ("1h", 3600)];
+/// Length of a `queue_stats` bucket, microseconds.
+const BUCKET_MICROS: i64 = 10_000_000;
+/// Slots per bucket (spread concurrent finishers over rows).
+const SLOTS: u64 = 4;
+
+/// Add a finish batch's outcomes to the queue statistics, in the caller's transaction.
+pub(crate) async fn count_finished(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    outcomes: &[Result<crate::leases::Finished, ReasonCode>],
+    now: Timestamp,
+) -> StoreResult<()> {
+    let mut per_queue: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for f in outcomes.iter().flatten() {
+        let e = per_queue.entry(f.queue.as_str()).or_default();
+        if f.state == JobState::Succeeded {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+    let bucket = now.as_micros().div_euclid(BUCKET_MICROS);
+    let slot = (uuid::Uuid::now_v7().as_u128() as u64 % SLOTS) as i64;
+    for (queue, (ok, failed)) in per_queue {
+        sqlx::query(
+            "INSERT INTO queue_stats (tenant, queue, bucket, slot, succeeded, failed) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, queue, bucket, slot) DO UPDATE \
+             SET succeeded = queue_stats.succeeded + excluded.succeeded, \
+                 failed = queue_stats.failed + excluded.failed",
+        )
+        .bind(tenant.as_str())
+        .bind(queue)
+        .bind(bucket)
+        .bind(slot)
+        .bind(ok)
+        .bind(failed)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 pub(crate) fn decode_limits(r: &AnyRow) -> StoreResult<QueueLimits> {
@@ -111,7 +162,82 @@ impl Store {
                 }
             }
         }
+        self.fill_throughput(tenant, queues).await
+    }
+
+    /// Throughput and error rate per window, from the `queue_stats` buckets.
+    async fn fill_throughput(
+        &self,
+        tenant: &TenantId,
+        queues: &mut [QueueView],
+    ) -> StoreResult<()> {
+        let now = Timestamp::now().as_micros();
+        let current = now.div_euclid(BUCKET_MICROS);
+        let oldest = current - WINDOWS[WINDOWS.len() - 1].1 * 1_000_000 / BUCKET_MICROS;
+        let sql = format!(
+            "SELECT queue, bucket, CAST(SUM(succeeded) AS BIGINT) AS ok, CAST(SUM(failed) AS BIGINT) AS failed FROM queue_stats \
+             WHERE tenant = $1 AND bucket >= $2 AND queue IN ({}) GROUP BY queue, bucket",
+            list_placeholders(queues.len(), 3)
+        );
+        let mut q = sqlx::query(&sql).bind(tenant.as_str()).bind(oldest);
+        for v in queues.iter() {
+            q = q.bind(v.name.as_str());
+        }
+        let rows = q.fetch_all(self.read_pool()).await?;
+        for v in queues.iter_mut() {
+            for (window, secs) in WINDOWS {
+                let first = current - secs * 1_000_000 / BUCKET_MICROS;
+                let (mut ok, mut failed) = (0i64, 0i64);
+                for r in &rows {
+                    if row::text(r, "queue")? == v.name.as_str() && row::int(r, "bucket")? >= first
+                    {
+                        ok += row::int(r, "ok")?;
+                        failed += row::int(r, "failed")?;
+                    }
+                }
+                // The window covers the whole buckets since `first` and the current one so far.
+                let span = (now - first * BUCKET_MICROS) as f64 / 1e6;
+                let done = ok + failed;
+                v.throughput.insert(window, done as f64 / span);
+                v.error_rate
+                    .insert(window, (done > 0).then(|| failed as f64 / done as f64));
+            }
+        }
         Ok(())
+    }
+
+    /// Jobs in the unfinished states, per tenant, queue and state, across tenants (for
+    /// `/metrics`; finished jobs are counted by the finish counters instead).
+    pub async fn live_depths(&self) -> StoreResult<Vec<(String, String, JobState, i64)>> {
+        let rows = sqlx::query(
+            "SELECT tenant, queue, state, COUNT(*) AS n FROM jobs \
+             WHERE state IN ('pending', 'available', 'running', 'retrying') GROUP BY tenant, queue, state",
+        )
+        .fetch_all(self.read_pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    row::text(r, "tenant")?,
+                    row::text(r, "queue")?,
+                    row::parse("jobs", &row::text(r, "state")?, |s| {
+                        JobState::parse(s).ok_or("unknown state")
+                    })?,
+                    row::int(r, "n")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Forget queue statistics older than the longest window (run by the leader).
+    pub async fn prune_queue_stats(&self) -> StoreResult<u64> {
+        let keep_from = Timestamp::now().as_micros().div_euclid(BUCKET_MICROS)
+            - 2 * WINDOWS[WINDOWS.len() - 1].1 * 1_000_000 / BUCKET_MICROS;
+        Ok(sqlx::query("DELETE FROM queue_stats WHERE bucket < $1")
+            .bind(keep_from)
+            .execute(&self.inner.write)
+            .await?
+            .rows_affected())
     }
 
     /// Queues by name after the keyset cursor, with their depths.

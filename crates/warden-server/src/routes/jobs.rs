@@ -154,7 +154,7 @@ pub async fn enqueue(
     let mut done = state.store.enqueue(&caller.tenant, vec![job]).await?;
     let e = done.remove(0);
     if e.created {
-        state.work_available.notify_waiters();
+        state.wake_workers();
     }
     let status = if e.created {
         StatusCode::CREATED
@@ -198,7 +198,7 @@ pub async fn enqueue_batch(
     let jobs: Vec<NewJob> = jobs.into_iter().map(|j| j.expect("no errors")).collect();
     let done = state.store.enqueue(&caller.tenant, jobs).await?;
     let ids: Vec<JobId> = done.iter().map(|e| e.job.id).collect();
-    state.work_available.notify_waiters();
+    state.wake_workers();
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "ids": ids }))).into_response())
 }
 
@@ -315,7 +315,7 @@ pub async fn replay(
         },
     )
     .await?;
-    state.work_available.notify_waiters();
+    state.wake_workers();
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
 
@@ -439,7 +439,7 @@ pub async fn bulk_replay(
                 "skipped": skipped.iter().map(|s| serde_json::json!({"id": s.id, "code": s.code.as_str()})).collect::<Vec<_>>(),
             });
             state.store.append_audit(summary).await?;
-            state.work_available.notify_waiters();
+            state.wake_workers();
             Ok::<_, ActionError>(Json(serde_json::json!({"bulk_id": bulk_id, "replayed": replayed, "skipped": skipped})).into_response())
         })
         .await

@@ -29,6 +29,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // Queue depths are read now; a failed read keeps the last one (and is logged).
+    match state.store.live_depths().await {
+        Ok(d) => state.metrics.set_depths(&d),
+        Err(e) => tracing::warn!(error = %e, "could not read queue depths for /metrics"),
+    }
     let mut r = state.metrics.render().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -183,7 +183,7 @@ pub async fn backfill(
     })
     .await?;
     if runs.iter().any(|r| r.created) {
-        state.work_available.notify_waiters();
+        state.wake_workers();
     }
     Ok(Json(serde_json::json!({ "runs": runs })))
 }

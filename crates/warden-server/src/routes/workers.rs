@@ -174,6 +174,7 @@ pub async fn lease(
         tokio::pin!(notified);
         notified.as_mut().enable();
         let jobs: Vec<LeasedJob> = state.store.lease_jobs(&caller.tenant, &req).await?;
+        state.metrics.count_leased(&caller.tenant, &jobs);
         if !jobs.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(Json(serde_json::json!({ "jobs": jobs })));
         }
@@ -266,9 +267,10 @@ async fn finish_one(
             }],
         )
         .await?;
+    state.metrics.count_finished(&caller.tenant, &outcome);
     match outcome[0] {
-        Ok(()) => {
-            state.work_available.notify_waiters();
+        Ok(_) => {
+            state.wake_workers();
             let job = state
                 .store
                 .get_job(&caller.tenant, id)
@@ -426,14 +428,15 @@ pub async fn finish(
     }
     let settled: Vec<FinishItem> = items.iter().map(|(_, f)| f.clone()).collect();
     let outcomes = state.store.finish_jobs(&caller.tenant, &settled).await?;
+    state.metrics.count_finished(&caller.tenant, &outcomes);
     if outcomes.iter().any(Result::is_ok) {
-        state.work_available.notify_waiters();
+        state.wake_workers();
     }
     let total = items.len() + unparsed.len();
     let mut answers: Vec<serde_json::Value> = vec![serde_json::Value::Null; total];
     for ((i, item), outcome) in items.iter().zip(outcomes) {
         answers[*i] = match outcome {
-            Ok(()) => serde_json::json!({"id": item.id, "ok": true}),
+            Ok(_) => serde_json::json!({"id": item.id, "ok": true}),
             Err(code) => serde_json::json!({"id": item.id, "ok": false, "code": code}),
         };
     }

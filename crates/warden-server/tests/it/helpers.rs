@@ -21,7 +21,8 @@ pub struct TestApp {
     pub app_state: warden_server::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
-    _db: TestDb,
+    /// The database, dropped (and removed) with the first node; peers share it.
+    _db: Option<TestDb>,
 }
 
 /// A client's credentials.
@@ -74,6 +75,18 @@ impl TestApp {
             }
         }
         adjust(&mut config);
+        let backend = db.backend;
+        Self::start(config, backend, Some(db)).await
+    }
+
+    /// A second node on the same database (PostgreSQL: several `warden serve` share it).
+    pub async fn peer(&self) -> Self {
+        let mut config = (*self.app_state.config).clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        Self::start(config, self.backend, None).await
+    }
+
+    async fn start(config: Config, backend: Backend, db: Option<TestDb>) -> Self {
         let app = Application::build(config).await.expect("server builds");
         let url = format!("http://127.0.0.1:{}", app.port());
         let store = app.state().store.clone();
@@ -90,12 +103,17 @@ impl TestApp {
             url,
             http: reqwest::Client::new(),
             store,
-            backend: db.backend,
+            backend,
             app_state,
             shutdown: Some(tx),
             handle: Some(handle),
             _db: db,
         }
+    }
+
+    /// Make `to` own the database, so it outlives this node.
+    pub fn hand_over_db(&mut self, to: &mut TestApp) {
+        to._db = self._db.take();
     }
 
     /// Stop the server and wait for it to drain.

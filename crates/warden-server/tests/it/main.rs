@@ -4,6 +4,7 @@ mod helpers;
 
 mod audit;
 mod authority;
+mod cluster;
 mod errors;
 mod jobs;
 mod ops;

@@ -386,3 +386,69 @@ async fn absurd_worker_requests_are_refused_with_their_fields() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn queues_show_throughput_and_error_rate_and_metrics_count_the_engine() {
+    for app in apps().await {
+        let t = app.tenant("acme").await;
+        for _ in 0..4 {
+            app.enqueue(&t.token, "mail").await;
+        }
+        let jobs = lease(&app, &t.token, lease_body("mail", 4, 30)).await;
+        assert_eq!(jobs.len(), 4);
+        let items: Vec<Value> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| {
+                if i == 0 {
+                    json!({"id": j["id"], "lease_id": j["lease_id"], "outcome": "fail",
+                           "error": "smtp down", "retryable": false})
+                } else {
+                    json!({"id": j["id"], "lease_id": j["lease_id"], "outcome": "complete"})
+                }
+            })
+            .collect();
+        let a = app
+            .post(
+                "/api/v1/jobs/finish",
+                &t.token,
+                Some(json!({"items": items})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        app.enqueue(&t.token, "mail").await;
+
+        let q = app.get("/api/v1/queues/mail", &t.token).await.body;
+        for w in ["1m", "5m", "1h"] {
+            assert!(q["throughput"][w].as_f64().unwrap() > 0.0, "{q}");
+            assert_eq!(q["error_rate"][w], 0.25, "one of four failed: {q}");
+        }
+        // Another queue with nothing finished: zero throughput, no error rate.
+        app.enqueue(&t.token, "idle").await;
+        let idle = app.get("/api/v1/queues/idle", &t.token).await.body;
+        assert_eq!(idle["throughput"]["1m"], 0.0);
+        assert_eq!(idle["error_rate"]["1m"], Value::Null);
+
+        let text = app
+            .http
+            .get(format!("{}/metrics", app.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for line in [
+            r#"warden_queue_jobs{tenant="acme",queue="mail",state="available"} 1"#,
+            r#"warden_jobs_leased_total{tenant="acme",queue="mail"} 4"#,
+            r#"warden_jobs_finished_total{tenant="acme",queue="mail",type="test",state="succeeded"} 3"#,
+            r#"warden_jobs_finished_total{tenant="acme",queue="mail",type="test",state="dead_letter"} 1"#,
+            r#"warden_job_start_delay_seconds_count{tenant="acme",queue="mail"} 4"#,
+            r#"warden_job_run_seconds_count{tenant="acme",queue="mail",type="test"} 4"#,
+            "warden_leader 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        app.stop().await;
+    }
+}

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use warden_core::audit::Outcome;
+use warden_core::jobs::JobState;
 use warden_core::limits::{QueueLimits, TenantQuota};
 use warden_core::names::{AgentId, QueueName, TenantId};
 use warden_core::reason::ReasonCode;
@@ -168,7 +169,13 @@ async fn max_concurrency_caps_running_jobs_of_a_queue_across_leases() {
             )
             .await
             .unwrap();
-        assert_eq!(done, vec![Ok(())], "[{b:?}]");
+        let finished = done[0].clone().expect("finished");
+        assert_eq!(finished.state, JobState::Succeeded, "[{b:?}]");
+        assert_eq!(finished.queue, queue("q"));
+        assert!(
+            finished.ran_micros.is_some_and(|us| us >= 0),
+            "[{b:?}] run time known"
+        );
         assert_eq!(
             lease(&store, &t, &["q"], 10).await.len(),
             1,

@@ -6,6 +6,7 @@
 
 mod audit;
 mod clients;
+mod cluster;
 mod immutability;
 mod jobs;
 mod limits;
