@@ -33,6 +33,8 @@ pub struct Config {
     pub sqlite: SqliteConfig,
     /// The scheduler (cron) and backfill.
     pub schedules: SchedulesConfig,
+    /// Job housekeeping.
+    pub jobs: JobsConfig,
     /// Log output: `json` (default) or `text`.
     pub log_format: String,
 }
@@ -99,6 +101,24 @@ pub struct SqliteConfig {
     pub synchronous: String,
 }
 
+/// Job housekeeping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Finished jobs (succeeded, dead letter, canceled) move out of the hot table this
+    /// many seconds after they finished. They stay listable, showable and replayable;
+    /// claims and the periodic loops no longer see them.
+    pub archive_after_secs: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            archive_after_secs: 3600,
+        }
+    }
+}
+
 /// The scheduler (cron) and backfill.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -131,6 +151,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             sqlite: SqliteConfig::default(),
             schedules: SchedulesConfig::default(),
+            jobs: JobsConfig::default(),
             log_format: "json".into(),
         }
     }

@@ -259,6 +259,15 @@ fn spawn_background(
         }
     }));
     let s = state.clone();
+    tasks.push(every(Duration::from_secs(1), stop.clone(), move || {
+        let s = s.clone();
+        async move {
+            if s.is_leader() {
+                archive_finished_jobs(&s).await
+            }
+        }
+    }));
+    let s = state.clone();
     tasks.push(every(Duration::from_secs(5), stop.clone(), move || {
         let s = s.clone();
         async move {
@@ -419,6 +428,34 @@ async fn sweep_jobs(state: &AppState) {
     }
     if let Err(e) = state.store.prune_queue_stats().await {
         tracing::warn!(error = %e, "could not prune queue statistics; will retry");
+    }
+}
+
+/// Move jobs finished more than `jobs.archive_after_secs` ago out of the hot table, a
+/// bounded amount per pass so a backlog drains without long transactions.
+async fn archive_finished_jobs(state: &AppState) {
+    const BATCH: u32 = 2_000;
+    let age = state
+        .config
+        .jobs
+        .archive_after_secs
+        .saturating_mul(1_000_000) as i64;
+    let cutoff = Timestamp::now().saturating_add_micros(-age);
+    for _ in 0..10 {
+        match state.store.archive_finished_jobs(cutoff, BATCH).await {
+            Ok(n) => {
+                state
+                    .metrics
+                    .add("warden_jobs_archived_total", Vec::new(), n);
+                if n < BATCH as u64 {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not move finished jobs out of the hot table; will retry");
+                return;
+            }
+        }
     }
 }
 

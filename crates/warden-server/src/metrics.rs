@@ -96,6 +96,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "From lease to complete or fail, by tenant, queue and type.",
     ),
     (
+        "warden_jobs_archived_total",
+        "counter",
+        "Finished jobs moved out of the hot table.",
+    ),
+    (
         "warden_leader",
         "gauge",
         "1 while this node leads (runs lease recovery, promotion, the scheduler), else 0.",

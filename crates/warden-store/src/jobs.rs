@@ -254,8 +254,27 @@ pub(crate) async fn fetch_by_ids(
     lock: &str,
 ) -> StoreResult<HashMap<JobId, Job>> {
     let mut out = HashMap::with_capacity(ids.len());
+    fetch_from(conn, "jobs", tenant, ids, lock, &mut out).await?;
+    // Finished jobs moved out of the hot table. Their rows never change, so they need no
+    // lock; the hot table is read first, so a job moved meanwhile is found in one or the
+    // other (the move deletes and inserts in one transaction).
+    let missing: Vec<JobId> = ids.iter().filter(|id| !out.contains_key(id)).copied().collect();
+    if !missing.is_empty() {
+        fetch_from(conn, "jobs_done", tenant, &missing, "", &mut out).await?;
+    }
+    Ok(out)
+}
+
+async fn fetch_from(
+    conn: &mut AnyConnection,
+    table: &str,
+    tenant: &TenantId,
+    ids: &[JobId],
+    lock: &str,
+    out: &mut HashMap<JobId, Job>,
+) -> StoreResult<()> {
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = crate::sql::select_by_ids(conn, "jobs", JOB_COLUMNS, chunk.len(), lock);
+        let sql = crate::sql::select_by_ids(conn, table, JOB_COLUMNS, chunk.len(), lock);
         let mut q = sqlx::query(&sql).bind(tenant.as_str());
         for id in chunk {
             q = q.bind(id.to_string());
@@ -265,7 +284,7 @@ pub(crate) async fn fetch_by_ids(
             out.insert(job.id, job);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Mark pending dependents of `failed` (transitively) as canceled with `UPSTREAM_FAILED`.
@@ -445,9 +464,12 @@ impl Store {
         // Existing jobs for reused idempotency keys.
         let mut existing_by_key: HashMap<String, Job> = HashMap::new();
         for chunk in key_list.chunks(ROWS_PER_STATEMENT) {
+            // Both tables in one statement (one snapshot): a key whose job is being moved
+            // is seen on one side or the other, never on neither.
+            let keys = list_placeholders(chunk.len(), 2);
             let sql = format!(
-                "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key IN ({})",
-                list_placeholders(chunk.len(), 2)
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND idempotency_key IN ({keys}) \
+                 UNION ALL SELECT {JOB_COLUMNS} FROM jobs_done WHERE tenant = $1 AND idempotency_key IN ({keys})"
             );
             let sql = crate::sql::for_backend(tx, sql);
             let mut q = sqlx::query(&sql).bind(tenant.as_str());
@@ -649,8 +671,13 @@ impl Store {
                 ));
             }
         }
-        let sql =
-            format!("SELECT {columns} FROM jobs WHERE {clause} ORDER BY id {order} LIMIT {limit}");
+        // The hot table and the finished jobs moved out of it, each branch cut to `limit`
+        // along its own index before the merge.
+        let sql = format!(
+            "SELECT * FROM (SELECT {columns} FROM jobs WHERE {clause} ORDER BY id {order} LIMIT {limit}) AS h \
+             UNION ALL SELECT * FROM (SELECT {columns} FROM jobs_done WHERE {clause} ORDER BY id {order} LIMIT {limit}) AS d \
+             ORDER BY id {order} LIMIT {limit}"
+        );
         let mut q = sqlx::query(&sql);
         for t in &texts {
             q = q.bind(t.as_str());
@@ -690,7 +717,11 @@ impl Store {
 
     /// One job with its timeline, in the caller's tenant only.
     pub async fn get_job(&self, tenant: &TenantId, id: JobId) -> StoreResult<Option<Job>> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND id = $2");
+        // Hot or moved: one statement, so a move in between cannot hide it.
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND id = $2 \
+             UNION ALL SELECT {JOB_COLUMNS} FROM jobs_done WHERE tenant = $1 AND id = $2"
+        );
         let Some(r) = sqlx::query(&sql)
             .bind(tenant.as_str())
             .bind(id.to_string())

@@ -602,7 +602,10 @@ impl Store {
         tenant: &TenantId,
         id: JobId,
     ) -> StoreResult<ReasonCode> {
-        let exists = sqlx::query("SELECT 1 FROM jobs WHERE tenant = $1 AND id = $2")
+        let exists = sqlx::query(
+            "SELECT 1 FROM jobs WHERE tenant = $1 AND id = $2 \
+             UNION ALL SELECT 1 FROM jobs_done WHERE tenant = $1 AND id = $2",
+        )
             .bind(tenant.as_str())
             .bind(id.to_string())
             .fetch_optional(&mut *conn)

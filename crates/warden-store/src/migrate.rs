@@ -49,6 +49,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0007_engine_stats.sql"),
         include_str!("../migrations/postgres/0007_engine_stats.sql"),
     ),
+    (
+        8,
+        "jobs_done",
+        include_str!("../migrations/sqlite/0008_jobs_done.sql"),
+        include_str!("../migrations/postgres/0008_jobs_done.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

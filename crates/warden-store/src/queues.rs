@@ -141,9 +141,13 @@ impl Store {
         if queues.is_empty() {
             return Ok(());
         }
+        // Hot jobs counted, moved ones from the mover's counters.
+        let names = list_placeholders(queues.len(), 2);
         let sql = format!(
-            "SELECT queue, state, COUNT(*) AS n FROM jobs WHERE tenant = $1 AND queue IN ({}) GROUP BY queue, state",
-            list_placeholders(queues.len(), 2)
+            "SELECT queue, state, CAST(SUM(n) AS BIGINT) AS n FROM ( \
+               SELECT queue, state, COUNT(*) AS n FROM jobs WHERE tenant = $1 AND queue IN ({names}) GROUP BY queue, state \
+               UNION ALL SELECT queue, state, n FROM jobs_done_counts WHERE tenant = $1 AND queue IN ({names}) \
+             ) AS c GROUP BY queue, state"
         );
         let mut q = sqlx::query(&sql).bind(tenant.as_str());
         for v in queues.iter() {

@@ -452,3 +452,47 @@ async fn queues_show_throughput_and_error_rate_and_metrics_count_the_engine() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_leader_moves_finished_jobs_out_of_the_hot_table_and_they_stay_visible() {
+    for db in warden_store::testing::TestDb::all().await {
+        let app = TestApp::spawn_with(db, |c| c.jobs.archive_after_secs = 0).await;
+        let t = app.tenant("acme").await;
+        let id = app.enqueue(&t.token, "mail").await["id"].clone();
+        let jobs = lease(&app, &t.token, lease_body("mail", 1, 30)).await;
+        let done = app
+            .post(
+                &format!("/api/v1/jobs/{}/complete", jobs[0]["id"].as_str().unwrap()),
+                &t.token,
+                Some(json!({"lease_id": jobs[0]["lease_id"], "result": {"n": 1}})),
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::OK, "{:?}", done.body);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = app
+                .http
+                .get(format!("{}/metrics", app.url))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.lines().any(|l| l == "warden_jobs_archived_total 1") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "moved within 10 s:\n{text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let job = app
+            .get(&format!("/api/v1/jobs/{}", id.as_str().unwrap()), &t.token)
+            .await;
+        assert_eq!(job.body["state"], "succeeded");
+        assert_eq!(job.body["result"], json!({"n": 1}));
+        assert_eq!(job.body["timeline"].as_array().unwrap().len(), 3);
+        let q = app.get("/api/v1/queues/mail", &t.token).await.body;
+        assert_eq!(q["depth"]["succeeded"], 1, "{q}");
+        app.stop().await;
+    }
+}

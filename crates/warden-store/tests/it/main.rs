@@ -4,6 +4,7 @@
 //! when PostgreSQL is reachable (`WARDEN_TEST_DATABASE_URL`), a fresh PostgreSQL schema.
 //! Assertion messages name the backend.
 
+mod archive;
 mod audit;
 mod clients;
 mod cluster;

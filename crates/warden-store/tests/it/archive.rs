@@ -1,0 +1,263 @@
+//! The small hot table: finished jobs move to `jobs_done` and everything a user does with
+//! a finished job still works — show with timeline, list and page, depth by state, replay
+//! (single and bulk), cancel refused as before, idempotency keys and chosen ids still
+//! taken, dependencies on moved jobs — while claims never see them.
+
+use serde_json::json;
+use warden_core::jobs::{JobState, NewJob};
+use warden_core::names::{AgentId, JobId, TenantId};
+use warden_core::reason::ReasonCode;
+use warden_core::time::Timestamp;
+use warden_store::Store;
+use warden_store::jobs::JobFilter;
+use warden_store::leases::{Finish, FinishItem, LeaseRequest};
+use warden_store::testing::TestDb;
+
+use crate::{
+    all_jobs, assert_rejected, dependent_job, enqueue_one, job, job_draft, keyed_job, new_job,
+    queue, tenant,
+};
+
+/// Lease every available job of `q` and finish each with `finish(i)`.
+async fn work_off(store: &Store, t: &TenantId, q: &str, finish: impl Fn(usize) -> Finish) {
+    let leased = store
+        .lease_jobs(
+            t,
+            &LeaseRequest {
+                agent_id: AgentId::parse("w").unwrap(),
+                queues: vec![queue(q)],
+                types: None,
+                max_jobs: 1000,
+                lease_secs: 60,
+            },
+        )
+        .await
+        .unwrap();
+    let items: Vec<FinishItem> = leased
+        .iter()
+        .enumerate()
+        .map(|(i, j)| FinishItem {
+            id: j.id,
+            lease_id: j.lease_id.clone(),
+            finish: finish(i),
+        })
+        .collect();
+    for r in store.finish_jobs(t, &items).await.unwrap() {
+        r.expect("finished");
+    }
+}
+
+fn ok() -> Finish {
+    Finish::Complete {
+        result: Some(json!({"ok": true})),
+    }
+}
+
+fn fatal() -> Finish {
+    Finish::Fail {
+        error: "boom".into(),
+        retryable: false,
+    }
+}
+
+/// Move everything finished until now.
+async fn archive_all(store: &Store) -> u64 {
+    store
+        .archive_finished_jobs(Timestamp::now().saturating_add_micros(1), 10_000)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn finished_jobs_move_out_and_stay_visible_countable_and_replayable() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(
+                enqueue_one(&store, &t, new_job("mail", "send", json!({"i": i})))
+                    .await
+                    .id,
+            );
+        }
+        work_off(&store, &t, "mail", |i| if i == 0 { fatal() } else { ok() }).await;
+        let waiting = enqueue_one(&store, &t, new_job("mail", "send", json!({"i": 99}))).await;
+        let depth_before = store
+            .get_queue(&t, &queue("mail"))
+            .await
+            .unwrap()
+            .unwrap()
+            .depth;
+        let listed_before = all_jobs(&store, &t).await;
+
+        // Nothing finished long enough ago: nothing moves.
+        let old = Timestamp::now().saturating_add_micros(-3_600_000_000);
+        assert_eq!(
+            store.archive_finished_jobs(old, 100).await.unwrap(),
+            0,
+            "[{b:?}]"
+        );
+        assert_eq!(
+            archive_all(&store).await,
+            6,
+            "[{b:?}] the six finished jobs move"
+        );
+        assert_eq!(archive_all(&store).await, 0, "[{b:?}] once");
+
+        // Depth by state, the list (order and content) and each job are as before.
+        let depth_after = store
+            .get_queue(&t, &queue("mail"))
+            .await
+            .unwrap()
+            .unwrap()
+            .depth;
+        assert_eq!(depth_after, depth_before, "[{b:?}] depth counts moved jobs");
+        assert_eq!(
+            all_jobs(&store, &t).await,
+            listed_before,
+            "[{b:?}] list unchanged"
+        );
+        let shown = job(&store, &t, ids[1]).await;
+        assert_eq!(shown.state, JobState::Succeeded);
+        assert_eq!(shown.result, Some(json!({"ok": true})));
+        let states: Vec<JobState> = shown.timeline.unwrap().iter().map(|e| e.state).collect();
+        assert_eq!(
+            states,
+            [JobState::Available, JobState::Running, JobState::Succeeded]
+        );
+
+        // Paging by cursor crosses from hot to moved rows without loss or repeat.
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, more) = store
+                .list_jobs(&t, &JobFilter::default(), cursor, 2)
+                .await
+                .unwrap();
+            seen.extend(page.iter().map(|j| j.id));
+            cursor = page.last().map(|j| j.id);
+            if !more {
+                break;
+            }
+        }
+        let expected: Vec<JobId> = listed_before.iter().map(|j| j.id).collect();
+        assert_eq!(seen, expected, "[{b:?}] pages newest first, each once");
+        let filter = JobFilter {
+            state: Some(JobState::DeadLetter),
+            ..JobFilter::default()
+        };
+        let dead = store.snapshot_job_ids(&t, &filter, 100).await.unwrap();
+        assert_eq!(dead, vec![ids[0]], "[{b:?}] filters reach moved jobs");
+
+        // Claims never see moved jobs: only the waiting one is leased.
+        let leased = store
+            .lease_jobs(
+                &t,
+                &LeaseRequest {
+                    agent_id: AgentId::parse("w").unwrap(),
+                    queues: vec![queue("mail")],
+                    types: None,
+                    max_jobs: 100,
+                    lease_secs: 60,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+        assert_eq!(leased[0].id, waiting.id);
+
+        // Replay (single and bulk) works from the moved row; cancel is refused as before.
+        let replayed = store
+            .replay_job_audited(&t, ids[0], job_draft(&t, "job.replay", ids[0]))
+            .await
+            .unwrap();
+        assert_eq!(replayed.replay_of, Some(ids[0]));
+        assert_eq!(replayed.state, JobState::Available);
+        let bulk = store
+            .replay_chunk_audited(
+                &t,
+                &ids[1..3],
+                &job_draft(&t, "job.replay", ids[1]),
+                "bulk-1",
+            )
+            .await
+            .unwrap();
+        assert_eq!(bulk.len(), 2, "[{b:?}]");
+        let cancel = store
+            .cancel_job_audited(&t, ids[1], job_draft(&t, "job.cancel", ids[1]))
+            .await;
+        assert_rejected(b, cancel, ReasonCode::InvalidStateTransition);
+        // Another tenant does not find them.
+        let other = tenant("globex");
+        assert!(store.get_job(&other, ids[1]).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn keys_ids_and_dependencies_of_moved_jobs_still_count() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let keyed = enqueue_one(&store, &t, keyed_job("order-7", json!({"n": 7}))).await;
+        let chosen = NewJob {
+            client_chosen_id: true,
+            ..new_job("default", "work", json!({}))
+        };
+        let chosen_id = enqueue_one(&store, &t, chosen.clone()).await.id;
+        let up_ok = enqueue_one(&store, &t, new_job("default", "work", json!({"up": 1}))).await;
+        enqueue_one(&store, &t, new_job("default", "work", json!({"up": 2}))).await;
+        let slow = enqueue_one(&store, &t, new_job("slow", "work", json!({}))).await;
+        // A dependent of one upstream that will move and one that will finish later.
+        let both = enqueue_one(&store, &t, dependent_job("later", vec![up_ok.id, slow.id])).await;
+        assert_eq!(both.state, JobState::Pending);
+        work_off(&store, &t, "default", |_| ok()).await; // keyed, chosen, up_ok, up_dead
+        assert_eq!(archive_all(&store).await, 4, "[{b:?}]");
+
+        // The idempotency key still returns its job; a different job under it conflicts.
+        let again = store
+            .enqueue(&t, vec![keyed_job("order-7", json!({"n": 7}))])
+            .await
+            .unwrap();
+        assert!(
+            !again[0].created,
+            "[{b:?}] a moved job's key still deduplicates"
+        );
+        assert_eq!(again[0].job.id, keyed.id);
+        let conflict = store
+            .enqueue(&t, vec![keyed_job("order-7", json!({"n": 8}))])
+            .await;
+        assert_rejected(b, conflict, ReasonCode::IdempotencyConflict);
+        let reused = store.enqueue(&t, vec![chosen]).await;
+        assert_rejected(b, reused, ReasonCode::DuplicateJobId);
+        assert_eq!(chosen_id, job(&store, &t, chosen_id).await.id);
+
+        // New dependents of moved jobs: a succeeded upstream is satisfied.
+        let on_ok = enqueue_one(&store, &t, dependent_job("after", vec![up_ok.id])).await;
+        assert_eq!(on_ok.state, JobState::Available, "[{b:?}]");
+        // The earlier dependent is promoted when its other upstream succeeds later.
+        work_off(&store, &t, "slow", |_| ok()).await;
+        assert_eq!(
+            job(&store, &t, both.id).await.state,
+            JobState::Available,
+            "[{b:?}]"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dependent_of_a_moved_dead_job_is_canceled_upstream_failed() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let up = enqueue_one(&store, &t, new_job("q", "work", json!({}))).await;
+        work_off(&store, &t, "q", |_| fatal()).await;
+        assert_eq!(archive_all(&store).await, 1);
+        let dep = enqueue_one(&store, &t, dependent_job("q", vec![up.id])).await;
+        assert_eq!(dep.state, JobState::Canceled, "[{b:?}]");
+        assert_eq!(dep.reason_code, Some(ReasonCode::UpstreamFailed));
+    }
+}
