@@ -184,6 +184,88 @@ async fn touch_agent(
 
 /// Make pending dependents of `succeeded` available once all their dependencies succeeded
 /// and their `run_at` has come.
+/// One finished attempt's new row values: id, state, `run_at`, result, error.
+type FinishedRow = (JobId, JobState, Timestamp, Option<String>, Option<String>);
+
+/// Write finished attempts in a few statements (one per 200 jobs), not one per job.
+async fn update_finished(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    rows: &[FinishedRow],
+    now: Timestamp,
+) -> StoreResult<()> {
+    for chunk in rows.chunks(200) {
+        // Parameters in text order (the row values first), so SQLite gets anonymous ones.
+        let values = (0..chunk.len())
+            .map(|i| {
+                let n = i * 5;
+                format!(
+                    "(CAST(${} AS TEXT), CAST(${} AS TEXT), CAST(${} AS BIGINT), CAST(${} AS TEXT), CAST(${} AS TEXT))",
+                    n + 1,
+                    n + 2,
+                    n + 3,
+                    n + 4,
+                    n + 5
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let next = chunk.len() * 5 + 1;
+        let sql = format!(
+            "WITH v (id, state, run_at, result, error) AS (VALUES {values}) \
+             UPDATE jobs SET state = v.state, run_at = v.run_at, \
+               result = COALESCE(v.result, jobs.result), last_error = COALESCE(v.error, jobs.last_error), \
+               lease_id = NULL, lease_agent = NULL, lease_expires_at = NULL, updated_at = ${next} \
+             FROM v WHERE jobs.tenant = ${} AND jobs.id = v.id",
+            next + 1
+        );
+        let sql = crate::sql::for_backend(conn, sql);
+        let mut q = sqlx::query(&sql);
+        for (id, state, run_at, result, error) in chunk {
+            q = q
+                .bind(id.to_string())
+                .bind(state.as_str())
+                .bind(run_at.as_micros())
+                .bind(result.clone())
+                .bind(error.clone());
+        }
+        q.bind(now.as_micros())
+            .bind(tenant.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Those of `ids` that some job depends on (most jobs have no dependents: one indexed
+/// query instead of a promotion attempt per job).
+async fn with_dependents(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    ids: &[JobId],
+) -> StoreResult<Vec<JobId>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT DISTINCT depends_on FROM job_deps WHERE tenant = $1 AND depends_on IN ({})",
+            list_placeholders(chunk.len(), 2)
+        );
+        let sql = crate::sql::for_backend(conn, sql);
+        let mut q = sqlx::query(&sql).bind(tenant.as_str());
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.push(row::parse(
+                "job_deps",
+                &row::text(&r, "depends_on")?,
+                JobId::parse,
+            )?);
+        }
+    }
+    Ok(out)
+}
+
 async fn promote_dependents(
     conn: &mut AnyConnection,
     tenant: &TenantId,
@@ -606,10 +688,10 @@ impl Store {
             "SELECT 1 FROM jobs WHERE tenant = $1 AND id = $2 \
              UNION ALL SELECT 1 FROM jobs_done WHERE tenant = $1 AND id = $2",
         )
-            .bind(tenant.as_str())
-            .bind(id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
         Ok(if exists.is_some() {
             ReasonCode::LeaseNotHeld
         } else {
@@ -662,6 +744,7 @@ impl Store {
         let mut events = Vec::new();
         let mut succeeded = Vec::new();
         let mut dead = Vec::new();
+        let mut updates = Vec::new();
         for item in items {
             let Some(job) = jobs.get(&item.id) else {
                 outcomes.push(Err(ReasonCode::UnknownJobId));
@@ -702,19 +785,7 @@ impl Store {
             } else {
                 job.run_at
             };
-            sqlx::query(
-                "UPDATE jobs SET state = $1, run_at = $2, result = COALESCE($3, result), last_error = COALESCE($4, last_error), \
-                 lease_id = NULL, lease_agent = NULL, lease_expires_at = NULL, updated_at = $5 WHERE tenant = $6 AND id = $7",
-            )
-            .bind(t.to.as_str())
-            .bind(run_at.as_micros())
-            .bind(result)
-            .bind(error.clone())
-            .bind(now.as_micros())
-            .bind(tenant.as_str())
-            .bind(item.id.to_string())
-            .execute(&mut *tx)
-            .await?;
+            updates.push((item.id, t.to, run_at, result, error.clone()));
             events.push((
                 item.id,
                 TimelineEntry {
@@ -740,9 +811,10 @@ impl Store {
                 ran_micros: leased_at.map(|at| now.as_micros() - at),
             }));
         }
+        update_finished(&mut tx, tenant, &updates, now).await?;
         insert_events(&mut tx, tenant, &events).await?;
         crate::queues::count_finished(&mut tx, tenant, &outcomes, now).await?;
-        for id in succeeded {
+        for id in with_dependents(&mut tx, tenant, &succeeded).await? {
             promote_dependents(&mut tx, tenant, id, now).await?;
         }
         for id in dead {
