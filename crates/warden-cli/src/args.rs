@@ -298,6 +298,24 @@ pub enum QueuesCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Replace a queue's retry defaults (operator action, audited `queue.retry`); an
+    /// omitted value is the built-in default (20 attempts, 1 s doubling to 1 h).
+    Retry {
+        name: String,
+        /// Attempts for jobs enqueued without their own max_attempts.
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// First retry delay, ms; it doubles per attempt.
+        #[arg(long)]
+        backoff_base_ms: Option<u64>,
+        /// Longest retry delay, ms.
+        #[arg(long)]
+        backoff_max_ms: Option<u64>,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

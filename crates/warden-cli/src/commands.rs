@@ -503,6 +503,33 @@ async fn queues(cmd: QueuesCommand) -> Result<()> {
                 out(&format!("limits: {}", q["limits"]))
             })
         }
+        QueuesCommand::Retry {
+            name,
+            max_attempts,
+            backoff_base_ms,
+            backoff_max_ms,
+            warrant,
+            conn,
+        } => {
+            let body = json!({
+                "max_attempts": max_attempts,
+                "backoff_base_ms": backoff_base_ms,
+                "backoff_max_ms": backoff_max_ms,
+            });
+            let (_, v) = Client::connect(&conn, Need::Operate(&warrant))
+                .await?
+                .call(
+                    Method::PUT,
+                    &format!("/api/v1/queues/{name}/retry"),
+                    &[],
+                    Some(&body),
+                )
+                .await?;
+            show(&conn, &v, |q| {
+                out(&print_queue(q))?;
+                out(&format!("retry: {}", q["retry"]))
+            })
+        }
     }
 }
 

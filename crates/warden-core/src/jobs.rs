@@ -182,6 +182,82 @@ pub fn retry_delay_micros(
     delay - reduce
 }
 
+/// A queue's retry defaults (`PUT /api/v1/queues/{name}/retry`); `None` is the built-in
+/// default. A job's own `max_attempts` wins over the queue's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts for jobs enqueued without `max_attempts` (built-in: [`DEFAULT_MAX_ATTEMPTS`]).
+    pub max_attempts: Option<u32>,
+    /// The first retry's delay, ms (built-in: 1,000); it doubles per attempt.
+    pub backoff_base_ms: Option<u64>,
+    /// The longest delay, ms (built-in: one hour).
+    pub backoff_max_ms: Option<u64>,
+}
+
+/// Built-in first retry delay.
+pub const DEFAULT_BACKOFF_BASE_MS: u64 = 1_000;
+/// Built-in longest retry delay.
+pub const DEFAULT_BACKOFF_MAX_MS: u64 = 3_600_000;
+/// The largest backoff accepted (a week).
+pub const MAX_BACKOFF_MS: u64 = 7 * 24 * 3_600_000;
+/// Fraction of a delay removed at random, so jobs failing together do not return together.
+pub const RETRY_JITTER: f64 = 0.2;
+
+impl RetryPolicy {
+    /// Check ranges: attempts 1..=[`MAX_MAX_ATTEMPTS`], backoffs 1 ms..=a week, base ≤ max.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        if let Some(n) = self.max_attempts
+            && !(1..=MAX_MAX_ATTEMPTS).contains(&n)
+        {
+            return Err(FieldError::new(
+                "max_attempts",
+                format!("must be from 1 to {MAX_MAX_ATTEMPTS}"),
+            ));
+        }
+        for (field, v) in [
+            ("backoff_base_ms", self.backoff_base_ms),
+            ("backoff_max_ms", self.backoff_max_ms),
+        ] {
+            if let Some(ms) = v
+                && !(1..=MAX_BACKOFF_MS).contains(&ms)
+            {
+                return Err(FieldError::new(
+                    field,
+                    format!("must be from 1 to {MAX_BACKOFF_MS} (a week)"),
+                ));
+            }
+        }
+        if self.base_ms() > self.max_ms() {
+            return Err(FieldError::new(
+                "backoff_max_ms",
+                "must not be below backoff_base_ms",
+            ));
+        }
+        Ok(())
+    }
+
+    fn base_ms(&self) -> u64 {
+        self.backoff_base_ms.unwrap_or(DEFAULT_BACKOFF_BASE_MS)
+    }
+
+    fn max_ms(&self) -> u64 {
+        self.backoff_max_ms
+            .unwrap_or(DEFAULT_BACKOFF_MAX_MS.max(self.base_ms()))
+    }
+
+    /// The delay before the retry after failed attempt `attempt`, with jitter from `random`.
+    pub fn delay_micros(&self, attempt: u32, random: u64) -> i64 {
+        retry_delay_micros(
+            attempt,
+            (self.base_ms() * 1_000) as i64,
+            (self.max_ms() * 1_000) as i64,
+            RETRY_JITTER,
+            random,
+        )
+    }
+}
+
 /// The default number of attempts a job gets (API.md: leases count, expired ones too).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
 /// The largest `max_attempts` accepted.

@@ -143,6 +143,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "orch:operate",
         "Replace a queue's rate and concurrency limits (audited queue.limits)",
     ),
+    (
+        "put",
+        "/api/v1/queues/{name}/retry",
+        "orch:operate",
+        "Replace a queue's retry defaults: attempts and backoff (audited queue.retry)",
+    ),
     ("get", "/api/v1/quota", "orch:read", "The tenant's quota"),
     (
         "put",
@@ -249,6 +255,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queues/{name}/pause", post(queues::pause))
         .route("/api/v1/queues/{name}/resume", post(queues::resume))
         .route("/api/v1/queues/{name}/limits", put(queues::limits))
+        .route("/api/v1/queues/{name}/retry", put(queues::retry))
         .route("/api/v1/quota", get(quota::show).put(quota::update))
         .route(
             "/api/v1/schedules",

@@ -258,7 +258,11 @@ pub(crate) async fn fetch_by_ids(
     // Finished jobs moved out of the hot table. Their rows never change, so they need no
     // lock; the hot table is read first, so a job moved meanwhile is found in one or the
     // other (the move deletes and inserts in one transaction).
-    let missing: Vec<JobId> = ids.iter().filter(|id| !out.contains_key(id)).copied().collect();
+    let missing: Vec<JobId> = ids
+        .iter()
+        .filter(|id| !out.contains_key(id))
+        .copied()
+        .collect();
     if !missing.is_empty() {
         fetch_from(conn, "jobs_done", tenant, &missing, "", &mut out).await?;
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use sqlx::AnyConnection;
-use warden_core::jobs::{JobEvent, JobState, TimelineEntry, retry_delay_micros, transition};
+use warden_core::jobs::{JobEvent, JobState, TimelineEntry, transition};
 use warden_core::names::{AgentId, JobId, JobType, QueueName, TenantId};
 use warden_core::reason::ReasonCode;
 use warden_core::time::Timestamp;
@@ -21,12 +21,6 @@ use crate::queues::decode_limits;
 use crate::sql::{ROWS_PER_STATEMENT, list_placeholders};
 use crate::{Backend, Store, StoreResult, row};
 
-/// First retry after this long; doubled per attempt, capped, with 20 % jitter.
-const RETRY_BASE_MICROS: i64 = 1_000_000;
-/// The longest backoff.
-const RETRY_MAX_MICROS: i64 = 3_600_000_000;
-/// How much of a backoff may be shaved off at random.
-const RETRY_JITTER: f64 = 0.2;
 /// Rows a periodic pass handles per transaction.
 const SWEEP_BATCH: i64 = 1_000;
 
@@ -745,6 +739,22 @@ impl Store {
         let mut succeeded = Vec::new();
         let mut dead = Vec::new();
         let mut updates = Vec::new();
+        // Backoff settings of the queues whose jobs may retry (failures only).
+        let failing: std::collections::BTreeSet<&str> = items
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i.finish,
+                    Finish::Fail {
+                        retryable: true,
+                        ..
+                    }
+                )
+            })
+            .filter_map(|i| jobs.get(&i.id).map(|j| j.queue.as_str()))
+            .collect();
+        let failing: Vec<&str> = failing.into_iter().collect();
+        let retry = crate::queues::retry_policies(&mut tx, tenant, &failing).await?;
         for item in items {
             let Some(job) = jobs.get(&item.id) else {
                 outcomes.push(Err(ReasonCode::UnknownJobId));
@@ -775,13 +785,8 @@ impl Store {
             let t = transition(state, job.attempt, job.max_attempts, event)
                 .expect("running jobs can finish");
             let run_at = if t.to == JobState::Retrying {
-                now.saturating_add_micros(retry_delay_micros(
-                    job.attempt,
-                    RETRY_BASE_MICROS,
-                    RETRY_MAX_MICROS,
-                    RETRY_JITTER,
-                    random_u64(),
-                ))
+                let policy = retry.get(job.queue.as_str()).copied().unwrap_or_default();
+                now.saturating_add_micros(policy.delay_micros(job.attempt, random_u64()))
             } else {
                 job.run_at
             };

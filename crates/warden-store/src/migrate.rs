@@ -55,6 +55,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_jobs_done.sql"),
         include_str!("../migrations/postgres/0008_jobs_done.sql"),
     ),
+    (
+        9,
+        "queue_retry",
+        include_str!("../migrations/sqlite/0009_queue_retry.sql"),
+        include_str!("../migrations/postgres/0009_queue_retry.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

@@ -6,7 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use warden_core::audit::AuditDraft;
-use warden_core::jobs::JobState;
+use warden_core::jobs::{JobState, RetryPolicy};
 use warden_core::names::{QueueName, TenantId};
 use warden_core::reason::ReasonCode;
 use warden_core::time::Timestamp;
@@ -25,6 +25,8 @@ pub struct QueueView {
     pub paused: bool,
     /// Limits.
     pub limits: QueueLimits,
+    /// Retry defaults of its jobs.
+    pub retry: RetryPolicy,
     /// Job count per state; every state is present.
     pub depth: BTreeMap<&'static str, i64>,
     /// Jobs running now.
@@ -46,6 +48,7 @@ pub(crate) fn decode_queue(r: &AnyRow) -> StoreResult<QueueView> {
         name: row::parse("queues", &row::text(r, "name")?, QueueName::parse)?,
         paused: row::boolean(r, "paused")?,
         limits: decode_limits(r)?,
+        retry: decode_retry(r)?,
         depth,
         running: 0,
         throughput: WINDOWS.iter().map(|(k, _)| (*k, 0.0)).collect(),
@@ -133,8 +136,41 @@ pub(crate) async fn lock_queue(
     decode_queue(&r)
 }
 
-pub(crate) const QUEUE_COLUMNS: &str =
-    "name, paused, rate_per_sec, burst, max_concurrency, created_at, updated_at";
+pub(crate) const QUEUE_COLUMNS: &str = "name, paused, rate_per_sec, burst, max_concurrency, \
+     default_max_attempts, backoff_base_ms, backoff_max_ms, created_at, updated_at";
+
+pub(crate) fn decode_retry(r: &AnyRow) -> StoreResult<RetryPolicy> {
+    Ok(RetryPolicy {
+        max_attempts: row::opt_int(r, "default_max_attempts")?.map(|n| n as u32),
+        backoff_base_ms: row::opt_int(r, "backoff_base_ms")?.map(|n| n as u64),
+        backoff_max_ms: row::opt_int(r, "backoff_max_ms")?.map(|n| n as u64),
+    })
+}
+
+/// The retry policies of `queues` (built-in defaults for a queue not found).
+pub(crate) async fn retry_policies(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    queues: &[&str],
+) -> StoreResult<std::collections::HashMap<String, RetryPolicy>> {
+    let mut out = std::collections::HashMap::new();
+    if queues.is_empty() {
+        return Ok(out);
+    }
+    let sql = format!(
+        "SELECT name, default_max_attempts, backoff_base_ms, backoff_max_ms FROM queues \
+         WHERE tenant = $1 AND name IN ({})",
+        list_placeholders(queues.len(), 2)
+    );
+    let mut q = sqlx::query(&sql).bind(tenant.as_str());
+    for name in queues {
+        q = q.bind(*name);
+    }
+    for r in q.fetch_all(&mut *conn).await? {
+        out.insert(row::text(&r, "name")?, decode_retry(&r)?);
+    }
+    Ok(out)
+}
 
 impl Store {
     async fn fill_depths(&self, tenant: &TenantId, queues: &mut [QueueView]) -> StoreResult<()> {
@@ -208,6 +244,57 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The retry policies of the named queues (those that exist).
+    pub async fn queue_retry_policies(
+        &self,
+        tenant: &TenantId,
+        queues: &[&str],
+    ) -> StoreResult<std::collections::HashMap<String, RetryPolicy>> {
+        let mut conn = self.read_pool().acquire().await?;
+        retry_policies(&mut conn, tenant, queues).await
+    }
+
+    /// Replace a queue's retry defaults and append its `queue.retry` entry (metadata
+    /// `before` and `after`) in one transaction.
+    pub async fn set_queue_retry_audited(
+        &self,
+        tenant: &TenantId,
+        name: &QueueName,
+        retry: RetryPolicy,
+        mut draft: AuditDraft,
+    ) -> StoreResult<QueueView> {
+        let mut tx = self.begin_write().await?;
+        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let before = lock_queue(&mut tx, tenant, name, self.dialect())
+            .await?
+            .retry;
+        sqlx::query(
+            "UPDATE queues SET default_max_attempts = $1, backoff_base_ms = $2, backoff_max_ms = $3, \
+             updated_at = $4 WHERE tenant = $5 AND name = $6",
+        )
+        .bind(retry.max_attempts.map(i64::from))
+        .bind(retry.backoff_base_ms.map(|v| v as i64))
+        .bind(retry.backoff_max_ms.map(|v| v as i64))
+        .bind(now.as_micros())
+        .bind(tenant.as_str())
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let as_json = |r: &RetryPolicy| {
+            serde_json::json!({
+                "max_attempts": r.max_attempts,
+                "backoff_base_ms": r.backoff_base_ms,
+                "backoff_max_ms": r.backoff_max_ms,
+            })
+        };
+        draft.metadata = serde_json::json!({"before": as_json(&before), "after": as_json(&retry)});
+        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        tx.commit().await?;
+        self.get_queue(tenant, name)
+            .await?
+            .ok_or_else(|| StoreError::corrupt("queues", "queue vanished after update"))
     }
 
     /// Jobs in the unfinished states, per tenant, queue and state, across tenants (for

@@ -96,6 +96,17 @@ fn operator_commands_without_reason_or_ticket_exit_2_before_any_request() {
             url,
         ],
         &[
+            "queues",
+            "retry",
+            "q",
+            "--max-attempts",
+            "3",
+            "--reason",
+            "why",
+            "--url",
+            url,
+        ],
+        &[
             "schedules",
             "backfill",
             "01a20000-0000-7000-8000-000000000000",
@@ -431,6 +442,26 @@ fn the_readme_tour_works_end_to_end_and_sigterm_exits_cleanly() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let q: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(q["limits"]["max_concurrency"], 2);
+    let o = run(
+        &[
+            "queues",
+            "retry",
+            "emails",
+            "--max-attempts",
+            "5",
+            "--backoff-base-ms",
+            "2000",
+            "--reason",
+            "flaky SMTP relay",
+            "--ticket",
+            "OPS-10",
+            "--json",
+        ],
+        &admin,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let q: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(q["retry"]["max_attempts"], 5);
     let o = run(
         &[
             "quota",

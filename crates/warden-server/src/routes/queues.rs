@@ -6,6 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use warden_core::audit::Target;
+use warden_core::jobs::RetryPolicy;
 use warden_core::limits::{MAX_COUNT, MAX_RATE, QueueLimits};
 use warden_core::names::QueueName;
 use warden_core::reason::ReasonCode;
@@ -178,6 +179,37 @@ pub async fn limits(
             state
                 .store
                 .set_queue_limits_audited(&caller.tenant, &name, limits, draft)
+                .await?,
+        )
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+/// `PUT /api/v1/queues/{name}/retry` — the queue's retry defaults, replaced whole (an
+/// absent or `null` field is the built-in default); audited `queue.retry` with `before`
+/// and `after`.
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<QueueView>> {
+    let op = Operation {
+        action: "queue.retry",
+        scope: Scope::Operate,
+        target: Some(Target::new("queue", raw.clone())),
+    };
+    let view = pipeline::run(&state, &caller, &meta, op, |draft| async {
+        let name = QueueName::parse(&raw).map_err(|_| unknown_queue(&raw))?;
+        let policy: RetryPolicy = json_body(&headers, &body)?;
+        policy.validate().map_err(|e| ApiError::fields(vec![e]))?;
+        Ok::<_, ActionError>(
+            state
+                .store
+                .set_queue_retry_audited(&caller.tenant, &name, policy, draft)
                 .await?,
         )
     })

@@ -209,3 +209,115 @@ async fn queue_limits_are_set_through_the_pipeline_and_enforced_on_leases() {
         assert_eq!(q["limits"]["max_concurrency"], 2);
     }
 }
+
+#[tokio::test]
+async fn queue_retry_defaults_are_audited_and_apply_to_attempts_and_backoff() {
+    for app in apps().await {
+        let t = app.tenant("acme").await;
+        app.enqueue(&t.token, "mail").await;
+        let path = "/api/v1/queues/mail/retry";
+        let put = |token: String, body: serde_json::Value| {
+            let app = &app;
+            async move {
+                app.send(reqwest::Method::PUT, path, Some(&token), Some(&body))
+                    .await
+            }
+        };
+        let a = put(t.token.clone(), json!({"max_attempts": 2})).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::FORBIDDEN, "FORBIDDEN_SCOPE")
+        );
+        for (bad, field) in [
+            (json!({"max_attempts": 0}), "max_attempts"),
+            (
+                json!({"backoff_base_ms": 5000, "backoff_max_ms": 1000}),
+                "backoff_max_ms",
+            ),
+            (json!({"backoff_base_ms": -1}), "backoff_base_ms"),
+            (json!({"retries": 3}), "retries"),
+        ] {
+            let a = put(t.operator.clone(), bad).await;
+            assert_eq!(
+                (a.status, a.code()),
+                (StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
+                "{:?}",
+                a.body
+            );
+            assert!(a.body.to_string().contains(field), "{:?}", a.body);
+        }
+        let a = app
+            .send(
+                reqwest::Method::PUT,
+                "/api/v1/queues/nope/retry",
+                Some(&t.operator),
+                Some(&json!({})),
+            )
+            .await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::NOT_FOUND, "UNKNOWN_QUEUE")
+        );
+        let a = put(
+            t.operator.clone(),
+            json!({"max_attempts": 2, "backoff_base_ms": 60000, "backoff_max_ms": 120000}),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+        assert_eq!(
+            a.body["retry"],
+            json!({"max_attempts": 2, "backoff_base_ms": 60000, "backoff_max_ms": 120000})
+        );
+        let entries = app.audit(&t.token, "action=queue.retry").await;
+        assert_eq!(
+            entries.len(),
+            7,
+            "one refusal at scope, four at validation, one unknown, one allowed"
+        );
+        assert_eq!(
+            entries[0]["metadata"]["before"]["max_attempts"],
+            json!(null)
+        );
+        assert_eq!(entries[0]["metadata"]["after"]["backoff_base_ms"], 60000);
+
+        // The default applies to jobs that give no max_attempts; a job's own wins.
+        let defaulted = app.enqueue(&t.token, "mail").await;
+        assert_eq!(defaulted["max_attempts"], 2);
+        let own = app
+            .post(
+                "/api/v1/jobs",
+                &t.token,
+                Some(json!({"queue": "mail", "type": "t", "payload": {}, "max_attempts": 5})),
+            )
+            .await;
+        assert_eq!(own.body["max_attempts"], 5);
+
+        // A retryable failure waits the queue's backoff (60 s, less up to 20 % jitter).
+        let leased = app
+            .post(
+                "/api/v1/leases",
+                &t.token,
+                Some(json!({"agent_id": "w", "queues": ["mail"], "max_jobs": 1, "lease_seconds": 30})),
+            )
+            .await;
+        let job = &leased.body["jobs"][0];
+        let before = warden_core::time::Timestamp::now();
+        let failed = app
+            .post(
+                &format!("/api/v1/jobs/{}/fail", job["id"].as_str().unwrap()),
+                &t.token,
+                Some(json!({"lease_id": job["lease_id"], "error": "smtp", "retryable": true})),
+            )
+            .await;
+        assert_eq!(failed.body["state"], "retrying", "{:?}", failed.body);
+        let run_at =
+            warden_core::time::Timestamp::parse_rfc3339(failed.body["run_at"].as_str().unwrap())
+                .unwrap();
+        let delay = run_at.as_micros() - before.as_micros();
+        assert!(
+            (47_000_000..=61_000_000).contains(&delay),
+            "backoff from the queue's policy, got {delay} µs"
+        );
+        app.stop().await;
+    }
+}
