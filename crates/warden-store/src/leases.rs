@@ -260,18 +260,28 @@ async fn with_dependents(
     Ok(out)
 }
 
+/// For a job `j` of the outer query: its dependencies that have not succeeded. Written
+/// as a lookup per edge (by the job's own edges, then each upstream by primary key):
+/// joined the other way round, SQLite without statistics walked every job of the tenant
+/// for each pending job. An upstream moved out of the hot table has finished; if it had
+/// failed, its dependents were canceled when it failed.
+const UNFINISHED_UPSTREAM: &str = "SELECT 1 FROM job_deps d WHERE d.tenant = j.tenant AND d.job_id = j.id \
+     AND EXISTS (SELECT 1 FROM jobs u WHERE u.tenant = d.tenant AND u.id = d.depends_on AND u.state <> 'succeeded')";
+
 async fn promote_dependents(
     conn: &mut AnyConnection,
     tenant: &TenantId,
     succeeded: JobId,
     now: Timestamp,
 ) -> StoreResult<()> {
-    let rows = sqlx::query(
-        "SELECT j.id, j.attempt FROM job_deps d JOIN jobs j ON j.tenant = d.tenant AND j.id = d.job_id \
-         WHERE d.tenant = $1 AND d.depends_on = $2 AND j.state = 'pending' AND j.run_at <= $3 \
-         AND NOT EXISTS (SELECT 1 FROM job_deps d2 JOIN jobs u ON u.tenant = d2.tenant AND u.id = d2.depends_on \
-                         WHERE d2.tenant = j.tenant AND d2.job_id = j.id AND u.state <> 'succeeded')",
-    )
+    let rows = sqlx::query(&format!(
+        // CROSS JOIN: SQLite keeps the edges of `succeeded` as the outer loop (left to
+        // itself it walked every pending job of the tenant); PostgreSQL plans it freely.
+        "SELECT j.id, j.attempt FROM job_deps d CROSS JOIN jobs j \
+         WHERE j.tenant = d.tenant AND j.id = d.job_id \
+         AND d.tenant = $1 AND d.depends_on = $2 AND j.state = 'pending' AND j.run_at <= $3 \
+         AND NOT EXISTS ({UNFINISHED_UPSTREAM})",
+    ))
     .bind(tenant.as_str())
     .bind(succeeded.to_string())
     .bind(now.as_micros())
@@ -892,8 +902,7 @@ impl Store {
         let now = Timestamp::now();
         let rows = sqlx::query(&format!(
             "SELECT tenant, id, state, attempt FROM jobs j WHERE state IN ('pending', 'retrying') AND run_at <= $1 \
-             AND (state = 'retrying' OR NOT EXISTS (SELECT 1 FROM job_deps d JOIN jobs u ON u.tenant = d.tenant AND u.id = d.depends_on \
-                             WHERE d.tenant = j.tenant AND d.job_id = j.id AND u.state <> 'succeeded')) LIMIT {SWEEP_BATCH}"
+             AND (state = 'retrying' OR NOT EXISTS ({UNFINISHED_UPSTREAM})) LIMIT {SWEEP_BATCH}"
         ))
         .bind(now.as_micros())
         .fetch_all(&mut *tx)

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use warden_core::time::Timestamp;
 
 use crate::jobs::JOB_COLUMNS;
-use crate::sql::values_placeholders;
+use crate::sql::{ROWS_PER_STATEMENT, list_placeholders};
 use crate::{Backend, Store, StoreResult, row};
 
 /// Tables that grow in bulk and are joined or filtered on the hot paths. Statistics of
@@ -90,25 +90,35 @@ impl Store {
         }
         let now = Timestamp::now().as_micros();
         // 2 parameters per row; 400 rows keep every statement far below the limits.
-        for chunk in keys.chunks(400) {
-            let insert = format!(
-                "INSERT INTO jobs_done (tenant, {JOB_COLUMNS}, moved_at) \
-                 SELECT tenant, {JOB_COLUMNS}, $1 FROM jobs WHERE (tenant, id) IN (VALUES {})",
-                values_placeholders(chunk.len(), 2, 2)
-            );
-            let pairs = values_placeholders(chunk.len(), 2, 1);
-            let delete_deps =
-                format!("DELETE FROM job_deps WHERE (tenant, job_id) IN (VALUES {pairs})");
-            let delete = format!("DELETE FROM jobs WHERE (tenant, id) IN (VALUES {pairs})");
-            for (sql, moved_at) in [(&insert, Some(now)), (&delete_deps, None), (&delete, None)] {
-                let mut q = sqlx::query(sql);
-                if let Some(at) = moved_at {
-                    q = q.bind(at);
+        // Per tenant, `tenant = ? AND id IN (…)`: a primary-key search on both backends
+        // (SQLite plans a row-value `IN (VALUES …)` as a scan of the whole table).
+        let mut by_tenant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (t, id) in &keys {
+            by_tenant.entry(t.as_str()).or_default().push(id.as_str());
+        }
+        for (tenant, ids) in by_tenant {
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let list = list_placeholders(chunk.len(), 3);
+                let insert = format!(
+                    "INSERT INTO jobs_done (tenant, {JOB_COLUMNS}, moved_at) \
+                     SELECT tenant, {JOB_COLUMNS}, $1 FROM jobs WHERE tenant = $2 AND id IN ({list})"
+                );
+                let list = list_placeholders(chunk.len(), 2);
+                let delete_deps =
+                    format!("DELETE FROM job_deps WHERE tenant = $1 AND job_id IN ({list})");
+                let delete = format!("DELETE FROM jobs WHERE tenant = $1 AND id IN ({list})");
+                for (sql, moved_at) in [(insert, Some(now)), (delete_deps, None), (delete, None)] {
+                    let sql = crate::sql::for_backend(&tx, sql);
+                    let mut q = sqlx::query(&sql);
+                    if let Some(at) = moved_at {
+                        q = q.bind(at);
+                    }
+                    q = q.bind(tenant);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
-                for (t, id) in chunk {
-                    q = q.bind(t.as_str()).bind(id.as_str());
-                }
-                q.execute(&mut *tx).await?;
             }
         }
         for ((tenant, queue, state), n) in counts {

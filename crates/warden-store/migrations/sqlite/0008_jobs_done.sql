@@ -4,7 +4,7 @@
 -- succeeded, dead_letter or canceled), so a moved row never changes again.
 CREATE INDEX jobs_finished ON jobs (updated_at) WHERE state IN ('succeeded', 'dead_letter', 'canceled');
 -- The mover deletes a moved job's own dependency edges; promotion looks them up the same way.
-CREATE INDEX job_deps_by_job ON job_deps (tenant, job_id);
+CREATE INDEX job_deps_by_job ON job_deps (tenant, job_id, depends_on);
 CREATE TABLE jobs_done (
     tenant TEXT NOT NULL,
     id TEXT NOT NULL,
