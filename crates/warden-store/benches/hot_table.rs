@@ -42,7 +42,11 @@ async fn seed(store: &Store, backend: Backend, table: &str, n: u64) -> R<()> {
     if n == 0 {
         return Ok(());
     }
-    let extra = if table == "jobs_done" { ", moved_at" } else { "" };
+    let extra = if table == "jobs_done" {
+        ", moved_at"
+    } else {
+        ""
+    };
     let extra_v = if table == "jobs_done" { ", 0" } else { "" };
     // Ids sort before every UUIDv7 the run creates (prefix 0000…), states mixed 98/1/1 %.
     let sql = match backend {
@@ -166,7 +170,11 @@ async fn main() -> R<()> {
             .copied()
             .filter(|g| only.iter().any(|o| o == g))
             .collect();
-        if chosen.is_empty() { group.to_vec() } else { chosen }
+        if chosen.is_empty() {
+            group.to_vec()
+        } else {
+            chosen
+        }
     };
     for layout in pick(&["empty", "moved", "kept"]) {
         for backend in pick(&["sqlite", "postgres"]) {

@@ -162,8 +162,11 @@ async fn touch_agent(
     let queues = serde_json::to_string(queues).expect("strings serialize");
     let types = serde_json::to_string(types).expect("strings serialize");
     sqlx::query(
+        // A worker polling again within a few seconds with the same queues changes nothing:
+        // no row write, so an empty long-poll round commits nothing (no fsync on SQLite).
         "INSERT INTO agents (tenant, agent_id, queues, types, version, first_seen_at, last_heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
-         ON CONFLICT (tenant, agent_id) DO UPDATE SET queues = $3, types = $4, version = COALESCE($5, agents.version), last_heartbeat_at = $6",
+         ON CONFLICT (tenant, agent_id) DO UPDATE SET queues = $3, types = $4, version = COALESCE($5, agents.version), last_heartbeat_at = $6 \
+         WHERE agents.last_heartbeat_at < $7 OR agents.queues <> $3 OR agents.types <> $4 OR $5 IS NOT NULL",
     )
     .bind(tenant.as_str())
     .bind(agent.as_str())
@@ -171,17 +174,22 @@ async fn touch_agent(
     .bind(types)
     .bind(version)
     .bind(now.as_micros())
+    .bind(now.as_micros() - AGENT_TOUCH_MICROS)
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Make pending dependents of `succeeded` available once all their dependencies succeeded
-/// and their `run_at` has come.
+/// How stale an agent's `last_heartbeat_at` may get before a lease refreshes it (well
+/// inside the 30 s after which the registry shows it offline).
+const AGENT_TOUCH_MICROS: i64 = 5_000_000;
+
 /// One finished attempt's new row values: id, state, `run_at`, result, error.
 type FinishedRow = (JobId, JobState, Timestamp, Option<String>, Option<String>);
 
-/// Write finished attempts in a few statements (one per 200 jobs), not one per job.
+/// Write finished attempts in a few statements (one per 200 jobs), not one per job. The
+/// redundant `jobs.id IN (SELECT id FROM v)` makes SQLite 3.46 search `jobs` by primary
+/// key; without it, with bound parameters, it walked every job of the tenant per statement.
 async fn update_finished(
     conn: &mut AnyConnection,
     tenant: &TenantId,
@@ -210,7 +218,7 @@ async fn update_finished(
              UPDATE jobs SET state = v.state, run_at = v.run_at, \
                result = COALESCE(v.result, jobs.result), last_error = COALESCE(v.error, jobs.last_error), \
                lease_id = NULL, lease_agent = NULL, lease_expires_at = NULL, updated_at = ${next} \
-             FROM v WHERE jobs.tenant = ${} AND jobs.id = v.id",
+             FROM v WHERE jobs.tenant = ${} AND jobs.id = v.id AND jobs.id IN (SELECT id FROM v)",
             next + 1
         );
         let sql = crate::sql::for_backend(conn, sql);
@@ -268,6 +276,8 @@ async fn with_dependents(
 const UNFINISHED_UPSTREAM: &str = "SELECT 1 FROM job_deps d WHERE d.tenant = j.tenant AND d.job_id = j.id \
      AND EXISTS (SELECT 1 FROM jobs u WHERE u.tenant = d.tenant AND u.id = d.depends_on AND u.state <> 'succeeded')";
 
+/// Make pending dependents of `succeeded` available once all their dependencies succeeded
+/// and their `run_at` has come.
 async fn promote_dependents(
     conn: &mut AnyConnection,
     tenant: &TenantId,
