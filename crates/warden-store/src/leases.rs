@@ -371,6 +371,33 @@ impl Store {
             .collect()
     }
 
+    /// Whether any job a lease request could claim is ready now (a read; paused queues
+    /// and limits are left to [`Store::lease_jobs`]).
+    pub async fn has_ready_jobs(&self, tenant: &TenantId, req: &LeaseRequest) -> StoreResult<bool> {
+        let mut sql = format!(
+            "SELECT 1 FROM jobs WHERE tenant = $1 AND state = 'available' AND run_at <= $2 AND queue IN ({})",
+            list_placeholders(req.queues.len(), 3)
+        );
+        let types: Vec<&str> = req.types.iter().flatten().map(JobType::as_str).collect();
+        if !types.is_empty() {
+            sql.push_str(&format!(
+                " AND job_type IN ({})",
+                list_placeholders(types.len(), 3 + req.queues.len())
+            ));
+        }
+        sql.push_str(" LIMIT 1");
+        let mut q = sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .bind(Timestamp::now().as_micros());
+        for queue in &req.queues {
+            q = q.bind(queue.as_str());
+        }
+        for t in types {
+            q = q.bind(t);
+        }
+        Ok(q.fetch_optional(self.read_pool()).await?.is_some())
+    }
+
     /// Claim up to `max_jobs` ready jobs from the named queues (skipping paused ones), in
     /// claim order: priority (smaller first), then `run_at`, then id. One transaction: the
     /// jobs become `running` under one new lease, with their timeline entries.

@@ -167,13 +167,23 @@ pub async fn lease(
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms);
     let mut shutdown = state.shutdown.subscribe();
+    let mut first = true;
     loop {
         // Register interest before looking, so an enqueue between the look and the wait
         // still wakes us.
         let notified = state.work_available.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let jobs: Vec<LeasedJob> = state.store.lease_jobs(&caller.tenant, &req).await?;
+        // After the first round (which registers the agent), a wake-up that brought
+        // nothing for us costs a read, not a write transaction: every enqueue wakes every
+        // waiting long-poll of the node.
+        let worth_a_try = first || state.store.has_ready_jobs(&caller.tenant, &req).await?;
+        first = false;
+        let jobs: Vec<LeasedJob> = if worth_a_try {
+            state.store.lease_jobs(&caller.tenant, &req).await?
+        } else {
+            Vec::new()
+        };
         state.metrics.count_leased(&caller.tenant, &jobs);
         if !jobs.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(Json(serde_json::json!({ "jobs": jobs })));

@@ -448,3 +448,62 @@ async fn a_lease_over_several_queues_never_hands_out_a_job_twice() {
         }
     }
 }
+
+#[tokio::test]
+async fn has_ready_jobs_sees_only_what_a_lease_could_claim() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let req = |queues: &[&str], types: Option<&[&str]>| LeaseRequest {
+            types: types.map(|ts| ts.iter().map(|n| crate::job_type(n)).collect()),
+            ..lease_req(queues, 1)
+        };
+        assert!(
+            !store.has_ready_jobs(&t, &req(&["q"], None)).await.unwrap(),
+            "[{b:?}] empty"
+        );
+        let later = warden_core::jobs::NewJob {
+            run_at: Some(warden_core::time::Timestamp::now().saturating_add_micros(3_600_000_000)),
+            ..new_job("q", "work", serde_json::json!({}))
+        };
+        store.enqueue(&t, vec![later]).await.unwrap();
+        assert!(
+            !store.has_ready_jobs(&t, &req(&["q"], None)).await.unwrap(),
+            "[{b:?}] not due"
+        );
+        fill(&store, &t, "q", 1).await;
+        assert!(
+            store
+                .has_ready_jobs(&t, &req(&["other", "q"], None))
+                .await
+                .unwrap(),
+            "[{b:?}]"
+        );
+        assert!(
+            store
+                .has_ready_jobs(&t, &req(&["q"], Some(&["work"])))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .has_ready_jobs(&t, &req(&["q"], Some(&["mail"])))
+                .await
+                .unwrap(),
+            "[{b:?}] type"
+        );
+        assert!(
+            !store
+                .has_ready_jobs(&tenant("globex"), &req(&["q"], None))
+                .await
+                .unwrap(),
+            "[{b:?}] tenant"
+        );
+        lease(&store, &t, &["q"], 10).await;
+        assert!(
+            !store.has_ready_jobs(&t, &req(&["q"], None)).await.unwrap(),
+            "[{b:?}] leased"
+        );
+    }
+}
