@@ -5,7 +5,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use serde::Deserialize;
-use warden_core::audit::Target;
+use std::future::Future;
+
+use warden_core::audit::{AuditDraft, Target};
 use warden_core::jobs::RetryPolicy;
 use warden_core::limits::{MAX_COUNT, MAX_RATE, QueueLimits};
 use warden_core::names::QueueName;
@@ -60,6 +62,34 @@ pub async fn show(
         .ok_or_else(|| unknown_queue(&raw))
 }
 
+/// An operator action on one queue: `orch:operate` with its warrant, audited `action`
+/// with the queue as target; a name that does not parse is an unknown queue. `act` gets
+/// the parsed name and the entry to append in its transaction.
+async fn queue_action<F, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    meta: &RequestMeta,
+    raw: &str,
+    action: &'static str,
+    act: F,
+) -> ApiResult<Json<QueueView>>
+where
+    F: FnOnce(QueueName, AuditDraft) -> Fut,
+    Fut: Future<Output = Result<QueueView, ActionError>>,
+{
+    let op = Operation {
+        action,
+        scope: Scope::Operate,
+        target: Some(Target::new("queue", raw)),
+    };
+    let view = pipeline::run(state, caller, meta, op, |draft| async move {
+        let name = QueueName::parse(raw).map_err(|_| unknown_queue(raw))?;
+        act(name, draft).await
+    })
+    .await?;
+    Ok(Json(view))
+}
+
 async fn set_paused(
     state: AppState,
     caller: Caller,
@@ -72,22 +102,21 @@ async fn set_paused(
     } else {
         "queue.resume"
     };
-    let op = Operation {
+    let (st, who) = (&state, &caller);
+    queue_action(
+        &state,
+        &caller,
+        &meta,
+        &raw,
         action,
-        scope: Scope::Operate,
-        target: Some(Target::new("queue", raw.clone())),
-    };
-    let view = pipeline::run(&state, &caller, &meta, op, |draft| async {
-        let name = QueueName::parse(&raw).map_err(|_| unknown_queue(&raw))?;
-        Ok::<_, ActionError>(
-            state
+        |name, draft| async move {
+            Ok(st
                 .store
-                .set_queue_paused_audited(&caller.tenant, &name, paused, draft)
-                .await?,
-        )
-    })
-    .await?;
-    Ok(Json(view))
+                .set_queue_paused_audited(&who.tenant, &name, paused, draft)
+                .await?)
+        },
+    )
+    .await
 }
 
 /// `POST /api/v1/queues/{name}/pause` — audited `queue.pause`.
@@ -167,23 +196,22 @@ pub async fn limits(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<QueueView>> {
-    let op = Operation {
-        action: "queue.limits",
-        scope: Scope::Operate,
-        target: Some(Target::new("queue", raw.clone())),
-    };
-    let view = pipeline::run(&state, &caller, &meta, op, |draft| async {
-        let name = QueueName::parse(&raw).map_err(|_| unknown_queue(&raw))?;
-        let limits = parse_limits(&headers, &body)?;
-        Ok::<_, ActionError>(
-            state
+    let (st, who, hd, bd) = (&state, &caller, &headers, &body);
+    queue_action(
+        &state,
+        &caller,
+        &meta,
+        &raw,
+        "queue.limits",
+        |name, draft| async move {
+            let limits = parse_limits(hd, bd)?;
+            Ok(st
                 .store
-                .set_queue_limits_audited(&caller.tenant, &name, limits, draft)
-                .await?,
-        )
-    })
-    .await?;
-    Ok(Json(view))
+                .set_queue_limits_audited(&who.tenant, &name, limits, draft)
+                .await?)
+        },
+    )
+    .await
 }
 
 /// `PUT /api/v1/queues/{name}/retry` — the queue's retry defaults, replaced whole (an
@@ -197,22 +225,21 @@ pub async fn retry(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<QueueView>> {
-    let op = Operation {
-        action: "queue.retry",
-        scope: Scope::Operate,
-        target: Some(Target::new("queue", raw.clone())),
-    };
-    let view = pipeline::run(&state, &caller, &meta, op, |draft| async {
-        let name = QueueName::parse(&raw).map_err(|_| unknown_queue(&raw))?;
-        let policy: RetryPolicy = json_body(&headers, &body)?;
-        policy.validate().map_err(|e| ApiError::fields(vec![e]))?;
-        Ok::<_, ActionError>(
-            state
+    let (st, who, hd, bd) = (&state, &caller, &headers, &body);
+    queue_action(
+        &state,
+        &caller,
+        &meta,
+        &raw,
+        "queue.retry",
+        |name, draft| async move {
+            let policy: RetryPolicy = json_body(hd, bd)?;
+            policy.validate().map_err(|e| ApiError::fields(vec![e]))?;
+            Ok(st
                 .store
-                .set_queue_retry_audited(&caller.tenant, &name, policy, draft)
-                .await?,
-        )
-    })
-    .await?;
-    Ok(Json(view))
+                .set_queue_retry_audited(&who.tenant, &name, policy, draft)
+                .await?)
+        },
+    )
+    .await
 }
