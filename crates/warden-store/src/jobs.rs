@@ -878,23 +878,52 @@ impl Store {
             .collect()
     }
 
+    /// Read the jobs a bulk replay chunk names, outside any write transaction, so the
+    /// reads of the next chunk overlap the writes of this one. Safe because a terminal
+    /// job never changes (replay links a new job; the move to `jobs_done` copies it
+    /// unchanged); [`Store::replay_chunk_audited`] reads again, in its transaction, every
+    /// job this found missing or not yet terminal.
+    pub async fn prepare_replay(
+        &self,
+        tenant: &TenantId,
+        ids: &[JobId],
+    ) -> StoreResult<ReplayChunk> {
+        let mut conn = self.read_pool().acquire().await?;
+        let found = fetch_by_ids(&mut conn, tenant, ids, "").await?;
+        Ok(ReplayChunk {
+            ids: ids.to_vec(),
+            found,
+        })
+    }
+
     /// Replay a chunk of a bulk action in one transaction: each replayed job gets its own
     /// entry (built from `template`, with `metadata.bulk_id`), committed with the new job.
     pub async fn replay_chunk_audited(
         &self,
         tenant: &TenantId,
-        ids: &[JobId],
+        chunk: ReplayChunk,
         template: &AuditDraft,
         bulk_id: &str,
     ) -> StoreResult<Vec<ReplayOutcome>> {
+        let ReplayChunk { ids, mut found } = chunk;
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
-        let found = fetch_by_ids(&mut tx, tenant, ids, "").await?;
+        // The new jobs go in before the log lock is taken, so on PostgreSQL the next chunk
+        // inserts its jobs while this one appends its entries (the entries are stamped
+        // after the lock, so `created_at` still never goes backwards as `seq` grows).
+        let now = Timestamp::now();
+        let recheck: Vec<JobId> = ids
+            .iter()
+            .filter(|id| found.get(id).is_none_or(|j| !j.state.is_terminal()))
+            .copied()
+            .collect();
+        if !recheck.is_empty() {
+            found.extend(fetch_by_ids(&mut tx, tenant, &recheck, "").await?);
+        }
         let actor = template.actor.display();
         let mut outcomes = Vec::with_capacity(ids.len());
         let mut new_jobs = Vec::new();
         let mut drafts = Vec::new();
-        for &id in ids {
+        for &id in &ids {
             match found.get(&id) {
                 None => outcomes.push(ReplayOutcome::Skipped {
                     id,
@@ -924,8 +953,16 @@ impl Store {
         let queues: Vec<&QueueName> = new_jobs.iter().map(|j| &j.queue).collect();
         ensure_queues(&mut tx, tenant, &queues, now).await?;
         insert_jobs(&mut tx, tenant, &new_jobs, Some(&actor)).await?;
-        audit::append_in_tx(&mut tx, drafts, now).await?;
+        let stamped = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        audit::append_in_tx(&mut tx, drafts, stamped).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
+}
+
+/// The jobs of one bulk replay chunk, read ahead by [`Store::prepare_replay`].
+#[derive(Debug)]
+pub struct ReplayChunk {
+    ids: Vec<JobId>,
+    found: HashMap<JobId, Job>,
 }

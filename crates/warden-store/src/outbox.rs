@@ -5,13 +5,13 @@ use sqlx::AnyConnection;
 use warden_core::events::AuditEvent;
 use warden_core::time::Timestamp;
 
-use crate::sql::{ROWS_PER_STATEMENT, values_placeholders};
 use crate::{Store, StoreResult, row};
 
 /// One relayed event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEvent {
-    /// Position in the outbox.
+    /// Position in the outbox: the row of the transaction that wrote the event (events
+    /// written by one transaction share it).
     pub id: i64,
     /// e.g. `audit`.
     pub topic: String,
@@ -19,43 +19,53 @@ pub struct OutboxEvent {
     pub payload: String,
 }
 
+/// Write the events of one transaction as one outbox row (their JSON texts, one per line):
+/// a bulk action of 1,000 entries costs one insert here, and one delete when relayed.
 pub(crate) async fn enqueue_audit_events(
     conn: &mut AnyConnection,
     events: &[AuditEvent],
     now: Timestamp,
 ) -> StoreResult<()> {
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO outbox (created_at, topic, payload) VALUES {}",
-            values_placeholders(chunk.len(), 3, 1)
-        );
-        let sql = crate::sql::for_backend(conn, sql);
-        let mut q = sqlx::query(&sql);
-        for e in chunk {
-            let payload = serde_json::to_string(e).expect("events serialize");
-            q = q.bind(now.as_micros()).bind("audit").bind(payload);
-        }
-        q.execute(&mut *conn).await?;
+    if events.is_empty() {
+        return Ok(());
     }
+    let mut payload = String::with_capacity(events.len() * 160);
+    for e in events {
+        if !payload.is_empty() {
+            payload.push('\n');
+        }
+        // Compact JSON never contains a raw newline, so lines separate events exactly.
+        payload.push_str(&serde_json::to_string(e).expect("events serialize"));
+    }
+    sqlx::query("INSERT INTO outbox (created_at, topic, payload) VALUES ($1, $2, $3)")
+        .bind(now.as_micros())
+        .bind("audit")
+        .bind(payload)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
 impl Store {
-    /// The oldest undelivered events, at most `limit`.
+    /// The oldest undelivered events of at most `limit` transactions, in order.
     pub async fn outbox_peek(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
         let rows = sqlx::query("SELECT id, topic, payload FROM outbox ORDER BY id LIMIT $1")
             .bind(limit as i64)
             .fetch_all(self.read_pool())
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEvent {
-                    id: row::int(r, "id")?,
-                    topic: row::text(r, "topic")?,
-                    payload: row::text(r, "payload")?,
-                })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id = row::int(r, "id")?;
+            let topic = row::text(r, "topic")?;
+            for line in row::text(r, "payload")?.lines() {
+                out.push(OutboxEvent {
+                    id,
+                    topic: topic.clone(),
+                    payload: line.to_owned(),
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Forget events up to and including `last_id` once the bus has them.

@@ -461,12 +461,10 @@ pub async fn bulk_replay(
             template.action = "job.replay".into();
             let mut replayed = Vec::new();
             let mut skipped = unparsed;
-            for chunk in ids.chunks(BULK_CHUNK) {
-                for outcome in state.store.replay_chunk_audited(&caller.tenant, chunk, &template, &bulk_id).await? {
-                    match outcome {
-                        ReplayOutcome::Replayed { id, new_id } => replayed.push(Replayed { id, new_id }),
-                        ReplayOutcome::Skipped { id, code } => skipped.push(Skipped { id: id.to_string(), code }),
-                    }
+            for outcome in replay_in_chunks(&state, &caller.tenant, &ids, &template, &bulk_id).await? {
+                match outcome {
+                    ReplayOutcome::Replayed { id, new_id } => replayed.push(Replayed { id, new_id }),
+                    ReplayOutcome::Skipped { id, code } => skipped.push(Skipped { id: id.to_string(), code }),
                 }
             }
             state.metrics.add("warden_audit_entries_total", vec![("action", "job.replay".into()), ("outcome", "allowed".into())], replayed.len() as u64);
@@ -482,6 +480,60 @@ pub async fn bulk_replay(
             Ok::<_, ActionError>(Json(serde_json::json!({"bulk_id": bulk_id, "replayed": replayed, "skipped": skipped})).into_response())
         })
         .await
+}
+
+/// Chunks of a bulk replay in flight at once: while one commits, the next reads its jobs
+/// and (on PostgreSQL, where the log lock comes last) inserts its new jobs.
+const CHUNKS_IN_FLIGHT: usize = 2;
+
+/// Replay `ids` in chunks of [`BULK_CHUNK`], each in its own transaction with its entries,
+/// [`CHUNKS_IN_FLIGHT`] at a time; outcomes come back in the order of `ids`. On an error
+/// the chunks still running are aborted (their transactions roll back).
+async fn replay_in_chunks(
+    state: &AppState,
+    tenant: &warden_core::names::TenantId,
+    ids: &[JobId],
+    template: &warden_core::audit::AuditDraft,
+    bulk_id: &str,
+) -> Result<Vec<ReplayOutcome>, warden_store::StoreError> {
+    type Chunk = tokio::task::JoinHandle<Result<Vec<ReplayOutcome>, warden_store::StoreError>>;
+    async fn next(
+        running: &mut std::collections::VecDeque<Chunk>,
+    ) -> Result<Vec<ReplayOutcome>, warden_store::StoreError> {
+        let head = running.pop_front().expect("a chunk is running");
+        // A chunk that panicked takes the request down the same way an inline one would.
+        let result = head
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        if result.is_err() {
+            running.drain(..).for_each(|h| h.abort());
+        }
+        result
+    }
+    let mut outcomes = Vec::with_capacity(ids.len());
+    let mut running: std::collections::VecDeque<Chunk> = std::collections::VecDeque::new();
+    for chunk in ids.chunks(BULK_CHUNK) {
+        if running.len() == CHUNKS_IN_FLIGHT {
+            outcomes.extend(next(&mut running).await?);
+        }
+        let (store, tenant, template, bulk_id, chunk) = (
+            state.store.clone(),
+            tenant.clone(),
+            template.clone(),
+            bulk_id.to_owned(),
+            chunk.to_vec(),
+        );
+        running.push_back(tokio::spawn(async move {
+            let read = store.prepare_replay(&tenant, &chunk).await?;
+            store
+                .replay_chunk_audited(&tenant, read, &template, &bulk_id)
+                .await
+        }));
+    }
+    while !running.is_empty() {
+        outcomes.extend(next(&mut running).await?);
+    }
+    Ok(outcomes)
 }
 
 /// Validate a bulk replay request into the ids it covers (a filter is evaluated once,

@@ -178,7 +178,7 @@ async fn finished_jobs_move_out_and_stay_visible_countable_and_replayable() {
         let bulk = store
             .replay_chunk_audited(
                 &t,
-                &ids[1..3],
+                store.prepare_replay(&t, &ids[1..3]).await.unwrap(),
                 &job_draft(&t, "job.replay", ids[1]),
                 "bulk-1",
             )

@@ -836,7 +836,14 @@ async fn a_failing_audit_append_rolls_the_replay_back() {
         d.metadata = serde_json::json!({"big": 9_007_199_254_740_993u64});
         let r = store.replay_job_audited(&t, a.id, d.clone()).await;
         assert!(matches!(r, Err(StoreError::Encode(_))), "[{b:?}] {r:?}");
-        let r = store.replay_chunk_audited(&t, &[a.id], &d, "bulk-1").await;
+        let r = store
+            .replay_chunk_audited(
+                &t,
+                store.prepare_replay(&t, &[a.id]).await.unwrap(),
+                &d,
+                "bulk-1",
+            )
+            .await;
         assert!(matches!(r, Err(StoreError::Encode(_))), "[{b:?}] {r:?}");
         assert_eq!(all_jobs(&store, &t).await.len(), 1, "[{b:?}] no new job");
         assert_eq!(audit_size(&store, &t).await, 1, "[{b:?}] only the cancel");
@@ -953,6 +960,30 @@ async fn replaying_a_non_terminal_or_unknown_job_is_refused_without_an_entry() {
 }
 
 #[tokio::test]
+async fn replay_chunk_rereads_jobs_that_finished_after_they_were_read_ahead() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let x = enqueue_one(&store, &t, new_job("q", "t", serde_json::json!({}))).await;
+        // Read ahead while x is still available, then cancel it before the chunk writes.
+        let chunk = store.prepare_replay(&t, &[x.id]).await.unwrap();
+        store
+            .cancel_job_audited(&t, x.id, job_draft(&t, "job.cancel", x.id))
+            .await
+            .unwrap();
+        let outcomes = store
+            .replay_chunk_audited(&t, chunk, &draft(&t, "job.replay"), "bulk-9")
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcomes[..], [ReplayOutcome::Replayed { id, .. }] if id == x.id),
+            "[{b:?}] replayed as the state is at write time: {outcomes:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn replay_chunk_audited_replays_terminal_jobs_and_skips_the_rest_in_order() {
     for db in TestDb::all().await {
         let store = db.open().await;
@@ -972,7 +1003,15 @@ async fn replay_chunk_audited_replays_terminal_jobs_and_skips_the_rest_in_order(
         let mut template = draft(&t, "job.replay");
         template.metadata = serde_json::json!({"filter": "state=canceled"});
         let outcomes = store
-            .replay_chunk_audited(&t, &[x.id, y.id, unknown, w.id], &template, "bulk-7")
+            .replay_chunk_audited(
+                &t,
+                store
+                    .prepare_replay(&t, &[x.id, y.id, unknown, w.id])
+                    .await
+                    .unwrap(),
+                &template,
+                "bulk-7",
+            )
             .await
             .unwrap();
         assert_eq!(outcomes.len(), 4, "[{b:?}]");
@@ -1044,7 +1083,12 @@ async fn replay_chunk_audited_replays_terminal_jobs_and_skips_the_rest_in_order(
         }
         // A chunk with nothing to replay writes nothing.
         let outcomes = store
-            .replay_chunk_audited(&t, &[y.id, unknown], &template, "bulk-8")
+            .replay_chunk_audited(
+                &t,
+                store.prepare_replay(&t, &[y.id, unknown]).await.unwrap(),
+                &template,
+                "bulk-8",
+            )
             .await
             .unwrap();
         assert!(
