@@ -2,7 +2,6 @@
 //! bytes (RFC 8785) and leaf hash (RFC 9162 §2.1) the ledger keeps for it.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::canonical::{CanonicalError, to_canonical_string};
 use crate::names::{AuditId, TenantId};
@@ -284,16 +283,15 @@ impl AuditEntry {
     }
 }
 
-/// A leaf hash: `SHA-256(0x00 ‖ bytes)` (RFC 9162 §2.1).
+/// A leaf hash: `SHA-256(0x00 ‖ bytes)` (RFC 9162 §2.1), computed by the ledger crate.
 pub fn leaf_hash(canonical: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update([0u8]);
-    h.update(canonical);
-    h.finalize().into()
+    warden_ledger::hash::leaf_hash(canonical)
 }
 
 #[cfg(test)]
 mod tests {
+    use sha2::{Digest, Sha256};
+
     use super::*;
 
     fn draft() -> AuditDraft {

@@ -1,4 +1,3 @@
 //! Integration tests for warden-core, built as the single test binary `it`.
 
-mod canonical;
 mod time;

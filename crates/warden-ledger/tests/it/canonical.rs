@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use serde_json::{Number, Value};
 use sha2::{Digest, Sha256};
-use warden_core::canonical::{
+use warden_ledger::canonical::{
     CanonicalError, to_canonical_string, to_canonical_vec, write_canonical,
 };
 
