@@ -11,7 +11,7 @@ use warden_core::names::{AuditId, TenantId};
 use warden_core::time::Timestamp;
 
 use crate::sql::{ROWS_PER_STATEMENT, values_placeholders};
-use crate::{Store, StoreError, StoreResult, outbox, row};
+use crate::{Store, StoreError, StoreResult, ledger, outbox, row};
 
 /// An entry as stored: the entry plus its leaf hash.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,22 +107,16 @@ pub(crate) async fn append_in_tx(
         drafts.iter().all(|d| d.tenant == tenant),
         "one tenant per append"
     );
-    let count = drafts.len() as i64;
     sqlx::query(
         "INSERT INTO audit_heads (tenant, next_seq) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING",
     )
     .bind(tenant.as_str())
     .execute(&mut *conn)
     .await?;
-    let end: i64 = sqlx::query(
-        "UPDATE audit_heads SET next_seq = next_seq + $2 WHERE tenant = $1 RETURNING next_seq",
-    )
-    .bind(tenant.as_str())
-    .bind(count)
-    .fetch_one(&mut *conn)
-    .await?
-    .try_get(0)?;
-    let base = end - count;
+    // The head row holds the next seq and the tree's compact range; extending both here
+    // keeps the root that of the committed log (decision 0008).
+    let mut frontier = ledger::load_frontier(conn, &tenant).await?;
+    let base = frontier.size() as i64;
 
     let mut entries = Vec::with_capacity(drafts.len());
     let mut encoded = Vec::with_capacity(drafts.len());
@@ -175,6 +169,9 @@ pub(crate) async fn append_in_tx(
         }
         q.execute(&mut *conn).await?;
     }
+    let leaves: Vec<[u8; 32]> = encoded.iter().map(|(_, h)| *h).collect();
+    ledger::extend(conn, &tenant, &mut frontier, &leaves).await?;
+    ledger::store_frontier(conn, &tenant, &frontier).await?;
     count_in_tx(conn, &entries).await?;
     let events: Vec<AuditEvent> = entries.iter().map(AuditEvent::from_entry).collect();
     outbox::enqueue_audit_events(conn, &events, now).await?;

@@ -24,6 +24,7 @@ pub mod audit;
 pub mod cluster;
 pub mod jobs;
 pub mod leases;
+pub mod ledger;
 pub mod limits;
 mod maintenance;
 mod migrate;

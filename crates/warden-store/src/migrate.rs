@@ -61,6 +61,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0009_queue_retry.sql"),
         include_str!("../migrations/postgres/0009_queue_retry.sql"),
     ),
+    (
+        10,
+        "ledger",
+        include_str!("../migrations/sqlite/0010_ledger.sql"),
+        include_str!("../migrations/postgres/0010_ledger.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

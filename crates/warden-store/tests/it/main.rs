@@ -10,6 +10,7 @@ mod clients;
 mod cluster;
 mod immutability;
 mod jobs;
+mod ledger;
 mod limits;
 mod queues;
 mod schedules;

@@ -1,0 +1,521 @@
+//! Each tenant's Merkle log in the store (DESIGN.md §4, decision 0008).
+//!
+//! - Every append extends the tenant's compact range (`audit_heads.frontier`) in the same
+//!   transaction as the entries, so the root is always that of the committed log.
+//! - Completed interior nodes are stored at every [`NODE_STRIDE`]th level; a proof node in
+//!   between is recomputed from at most 2^(stride−1) stored nodes (or leaves) below it.
+//!   Proofs therefore cost one statement of O(log n) small range reads, and the ledger
+//!   writes about one node row per fifteen entries instead of one per entry.
+//! - Checkpoints are cut from the frontier, signed by the caller (the server holds the
+//!   key), and kept for ever; like entries, leaves and nodes, the database refuses to
+//!   change them.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use warden_core::names::TenantId;
+use warden_core::reason::ReasonCode;
+use warden_core::time::Timestamp;
+use warden_ledger::hash::{Hash, node_hash};
+use warden_ledger::proof;
+use warden_ledger::tree::{CompactRange, NodeId, ids_for_size};
+
+use crate::sql::{ROWS_PER_STATEMENT, values_placeholders};
+use crate::{Store, StoreError, StoreResult, row};
+
+/// Interior nodes are stored at the levels that are multiples of this.
+pub const NODE_STRIDE: u8 = 4;
+
+fn is_stored(level: u8) -> bool {
+    level > 0 && level.is_multiple_of(NODE_STRIDE)
+}
+
+/// A log's size and root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerHead {
+    /// Entries in the log (the next `seq`).
+    pub size: u64,
+    /// RFC 9162 root of `[0, size)`.
+    pub root: Hash,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The tree size it commits to.
+    pub size: u64,
+    /// The root at that size.
+    pub root: Hash,
+    /// The C2SP signed note (checkpoint body and signature lines).
+    pub note: String,
+    /// When it was cut.
+    pub created_at: Timestamp,
+}
+
+fn hash_from(bytes: &[u8], table: &'static str) -> StoreResult<Hash> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::corrupt(table, format!("hash of {} bytes", bytes.len())))
+}
+
+fn frontier_bytes(range: &CompactRange) -> Vec<u8> {
+    range
+        .hashes()
+        .iter()
+        .flat_map(|h| h.iter().copied())
+        .collect()
+}
+
+fn frontier_from(size: u64, bytes: &[u8]) -> StoreResult<CompactRange> {
+    if !bytes.len().is_multiple_of(32) {
+        return Err(StoreError::corrupt("audit_heads", "frontier length"));
+    }
+    let hashes = bytes
+        .chunks(32)
+        .map(|c| hash_from(c, "audit_heads"))
+        .collect::<StoreResult<Vec<_>>>()?;
+    CompactRange::from_parts(size, hashes).map_err(|e| StoreError::corrupt("audit_heads", e))
+}
+
+/// Lock the tenant's head (the caller has created it) and return its size and compact
+/// range, rebuilding the range from the stored leaves for a log written before the ledger
+/// existed (once; the caller stores it).
+pub(crate) async fn load_frontier(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+) -> StoreResult<CompactRange> {
+    let lock = if conn.backend_name() == "SQLite" {
+        ""
+    } else {
+        " FOR UPDATE"
+    };
+    let r = sqlx::query(&format!(
+        "SELECT next_seq, frontier FROM audit_heads WHERE tenant = $1{lock}"
+    ))
+    .bind(tenant.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    let size = row::int(&r, "next_seq")? as u64;
+    match r.try_get::<Option<Vec<u8>>, _>("frontier")? {
+        Some(bytes) => frontier_from(size, &bytes),
+        None => rebuild(conn, tenant, size).await,
+    }
+}
+
+/// Replay the stored leaves of `[0, size)` into a compact range, storing the nodes.
+async fn rebuild(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    size: u64,
+) -> StoreResult<CompactRange> {
+    let mut range = CompactRange::new();
+    let mut after = -1_i64;
+    while range.size() < size {
+        let rows = sqlx::query(
+            "SELECT seq, leaf_hash FROM audit_leaves WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT 10000",
+        )
+        .bind(tenant.as_str())
+        .bind(after)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::corrupt(
+                "audit_leaves",
+                format!("{} leaves for a log of {size}", range.size()),
+            ));
+        }
+        let mut leaves = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let seq = row::int(r, "seq")?;
+            if seq as u64 != range.size() + leaves.len() as u64 {
+                return Err(StoreError::corrupt(
+                    "audit_leaves",
+                    format!("gap before seq {seq}"),
+                ));
+            }
+            leaves.push(hash_from(
+                &r.try_get::<Vec<u8>, _>("leaf_hash")?,
+                "audit_leaves",
+            )?);
+            after = seq;
+        }
+        // Nodes a rebuild finds already stored (the frontier was lost, not the nodes)
+        // are kept: they can be neither replaced nor inserted twice.
+        for (id, hash) in append_all(&mut range, &leaves) {
+            sqlx::query(
+                "INSERT INTO audit_nodes (tenant, level, idx, hash) SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM audit_nodes WHERE tenant = $1 AND level = $2 AND idx = $3)",
+            )
+            .bind(tenant.as_str())
+            .bind(i64::from(id.level))
+            .bind(id.index as i64)
+            .bind(hash.to_vec())
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(range)
+}
+
+/// Append `leaves` to `range`, storing the completed nodes at the stored levels.
+pub(crate) async fn extend(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    range: &mut CompactRange,
+    leaves: &[Hash],
+) -> StoreResult<()> {
+    let nodes = append_all(range, leaves);
+    for chunk in nodes.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO audit_nodes (tenant, level, idx, hash) VALUES {}",
+            values_placeholders(chunk.len(), 4, 1)
+        );
+        let sql = crate::sql::for_backend(conn, sql);
+        let mut q = sqlx::query(&sql);
+        for (id, hash) in chunk {
+            q = q
+                .bind(tenant.as_str())
+                .bind(i64::from(id.level))
+                .bind(id.index as i64)
+                .bind(hash.to_vec());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+fn append_all(range: &mut CompactRange, leaves: &[Hash]) -> Vec<(NodeId, Hash)> {
+    let mut nodes = Vec::new();
+    for leaf in leaves {
+        nodes.extend(
+            range
+                .append(*leaf)
+                .into_iter()
+                .filter(|(id, _)| is_stored(id.level)),
+        );
+    }
+    nodes
+}
+
+/// Store the new head: size and compact range together.
+pub(crate) async fn store_frontier(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    range: &CompactRange,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE audit_heads SET next_seq = $2, frontier = $3 WHERE tenant = $1")
+        .bind(tenant.as_str())
+        .bind(range.size() as i64)
+        .bind(frontier_bytes(range))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Where a perfect node's hash comes from: a run of stored nodes (or leaves) to fold.
+struct Source {
+    /// 0 = leaves, otherwise a stored level.
+    level: u8,
+    first: u64,
+    count: u64,
+}
+
+fn source_of(id: NodeId) -> Source {
+    let base = id.level - id.level % NODE_STRIDE;
+    let shift = id.level - base;
+    Source {
+        level: base,
+        first: id.index << shift,
+        count: 1 << shift,
+    }
+}
+
+/// Fold a power-of-two run of sibling hashes into their subtree's root.
+fn fold(mut hashes: Vec<Hash>) -> Hash {
+    while hashes.len() > 1 {
+        hashes = hashes.chunks(2).map(|p| node_hash(&p[0], &p[1])).collect();
+    }
+    hashes[0]
+}
+
+/// The hashes of perfect nodes, in the order asked, read in one statement.
+async fn read_nodes(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    ids: &[NodeId],
+) -> StoreResult<Vec<Hash>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sources: Vec<Source> = ids.iter().copied().map(source_of).collect();
+    let mut parts = Vec::with_capacity(sources.len());
+    let mut n = 2;
+    for (k, s) in sources.iter().enumerate() {
+        if s.level == 0 {
+            parts.push(format!(
+                "SELECT {k} AS k, seq AS i, leaf_hash AS h FROM audit_leaves WHERE tenant = $1 AND seq >= ${} AND seq < ${}",
+                n,
+                n + 1
+            ));
+        } else {
+            parts.push(format!(
+                "SELECT {k} AS k, idx AS i, hash AS h FROM audit_nodes WHERE tenant = $1 AND level = {} AND idx >= ${} AND idx < ${}",
+                s.level,
+                n,
+                n + 1
+            ));
+        }
+        n += 2;
+    }
+    let sql = crate::sql::for_backend(conn, parts.join(" UNION ALL "));
+    let mut q = sqlx::query(&sql).bind(tenant.as_str());
+    for s in &sources {
+        q = q.bind(s.first as i64).bind((s.first + s.count) as i64);
+    }
+    let rows: Vec<AnyRow> = q.fetch_all(&mut *conn).await?;
+    let mut runs: Vec<Vec<(i64, Hash)>> = sources
+        .iter()
+        .map(|s| Vec::with_capacity(s.count as usize))
+        .collect();
+    for r in &rows {
+        let k = row::int(r, "k")? as usize;
+        let h = hash_from(&r.try_get::<Vec<u8>, _>("h")?, "audit_nodes")?;
+        runs[k].push((row::int(r, "i")?, h));
+    }
+    runs.into_iter()
+        .zip(&sources)
+        .map(|(mut run, s)| {
+            if run.len() as u64 != s.count {
+                return Err(StoreError::corrupt(
+                    "audit_nodes",
+                    format!(
+                        "{} of {} hashes at level {} from {}",
+                        run.len(),
+                        s.count,
+                        s.level,
+                        s.first
+                    ),
+                ));
+            }
+            run.sort_unstable_by_key(|(i, _)| *i);
+            Ok(fold(run.into_iter().map(|(_, h)| h).collect()))
+        })
+        .collect()
+}
+
+fn out_of_range(e: proof::ProofError) -> StoreError {
+    StoreError::rejected(ReasonCode::ValidationFailed, e.to_string())
+}
+
+fn decode_checkpoint(r: &AnyRow) -> StoreResult<StoredCheckpoint> {
+    Ok(StoredCheckpoint {
+        size: row::int(r, "size")? as u64,
+        root: hash_from(&r.try_get::<Vec<u8>, _>("root")?, "audit_checkpoints")?,
+        note: row::text(r, "note")?,
+        created_at: Timestamp::from_micros(row::int(r, "created_at")?),
+    })
+}
+
+impl Store {
+    /// The tenant's log size and current root (an empty log for a tenant with none).
+    pub async fn ledger_head(&self, tenant: &TenantId) -> StoreResult<LedgerHead> {
+        let r = sqlx::query("SELECT next_seq, frontier FROM audit_heads WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(self.read_pool())
+            .await?;
+        let Some(r) = r else {
+            return Ok(LedgerHead {
+                size: 0,
+                root: CompactRange::new().root(),
+            });
+        };
+        let size = row::int(&r, "next_seq")? as u64;
+        let range = match r.try_get::<Option<Vec<u8>>, _>("frontier")? {
+            Some(bytes) => frontier_from(size, &bytes)?,
+            // A log from before the ledger: build its range now (the next append would).
+            None => {
+                let mut tx = self.begin_write().await?;
+                let range = load_frontier(&mut tx, tenant).await?;
+                store_frontier(&mut tx, tenant, &range).await?;
+                tx.commit().await?;
+                range
+            }
+        };
+        Ok(LedgerHead {
+            size: range.size(),
+            root: range.root(),
+        })
+    }
+
+    /// The RFC 9162 inclusion proof of leaf `index` in the tree of `size` (which the
+    /// caller has checked is no larger than the log).
+    pub async fn inclusion_proof(
+        &self,
+        tenant: &TenantId,
+        index: u64,
+        size: u64,
+    ) -> StoreResult<Vec<Hash>> {
+        let plan = proof::inclusion(index, size).map_err(out_of_range)?;
+        let mut conn = self.read_pool().acquire().await?;
+        let hashes = read_nodes(&mut conn, tenant, plan.ids()).await?;
+        plan.rehash(&hashes)
+            .map_err(|e| StoreError::corrupt("audit_nodes", e))
+    }
+
+    /// The RFC 9162 consistency proof from the tree of `from` to the tree of `to`.
+    pub async fn consistency_proof(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        to: u64,
+    ) -> StoreResult<Vec<Hash>> {
+        let plan = proof::consistency(from, to).map_err(out_of_range)?;
+        let mut conn = self.read_pool().acquire().await?;
+        let hashes = read_nodes(&mut conn, tenant, plan.ids()).await?;
+        plan.rehash(&hashes)
+            .map_err(|e| StoreError::corrupt("audit_nodes", e))
+    }
+
+    /// The compact range of the first `size` leaves (an export that starts after them
+    /// carries it, so the verifier can go on from there).
+    pub async fn compact_range_at(
+        &self,
+        tenant: &TenantId,
+        size: u64,
+    ) -> StoreResult<CompactRange> {
+        let ids = ids_for_size(size);
+        let mut conn = self.read_pool().acquire().await?;
+        let hashes = read_nodes(&mut conn, tenant, &ids).await?;
+        CompactRange::from_parts(size, hashes).map_err(|e| StoreError::corrupt("audit_nodes", e))
+    }
+
+    /// The newest checkpoint of the tenant's log, if one was cut.
+    pub async fn latest_checkpoint(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<Option<StoredCheckpoint>> {
+        let r = sqlx::query(
+            "SELECT size, root, note, created_at FROM audit_checkpoints WHERE tenant = $1 ORDER BY size DESC LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(self.read_pool())
+        .await?;
+        r.as_ref().map(decode_checkpoint).transpose()
+    }
+
+    /// The checkpoints of the tenant's log with `size` in `[from, to]`, oldest first, at
+    /// most `limit`.
+    pub async fn checkpoints(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        to: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredCheckpoint>> {
+        let rows = sqlx::query(
+            "SELECT size, root, note, created_at FROM audit_checkpoints WHERE tenant = $1 AND size >= $2 AND size <= $3 ORDER BY size LIMIT $4",
+        )
+        .bind(tenant.as_str())
+        .bind(from as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
+        .bind(i64::from(limit))
+        .fetch_all(self.read_pool())
+        .await?;
+        rows.iter().map(decode_checkpoint).collect()
+    }
+
+    /// Cut a checkpoint of the log as it is now, unless the newest one already covers it:
+    /// `sign(size, root)` makes the signed note. Several nodes cutting at once agree (the
+    /// note of one size is the same whoever signs it with the shared key). Returns the
+    /// newest checkpoint and whether this call stored it.
+    pub async fn cut_checkpoint(
+        &self,
+        tenant: &TenantId,
+        sign: impl FnOnce(u64, &Hash) -> String,
+    ) -> StoreResult<(StoredCheckpoint, bool)> {
+        let head = self.ledger_head(tenant).await?;
+        if let Some(latest) = self.latest_checkpoint(tenant).await?
+            && latest.size >= head.size
+        {
+            return Ok((latest, false));
+        }
+        let note = sign(head.size, &head.root);
+        let now = Timestamp::now();
+        let mut tx = self.begin_write().await?;
+        // Look first: on SQLite a second insert of one size is refused by a trigger (no
+        // REPLACE may rewrite a checkpoint), and the writer lock makes look-then-insert
+        // safe; on PostgreSQL two nodes may still race, and the conflict clause settles it.
+        let exists = sqlx::query("SELECT 1 FROM audit_checkpoints WHERE tenant = $1 AND size = $2")
+            .bind(tenant.as_str())
+            .bind(head.size as i64)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        let stored = !exists
+            && sqlx::query(
+            "INSERT INTO audit_checkpoints (tenant, size, root, note, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, size) DO NOTHING",
+        )
+        .bind(tenant.as_str())
+        .bind(head.size as i64)
+        .bind(head.root.to_vec())
+        .bind(note)
+        .bind(now.as_micros())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let r = sqlx::query(
+            "SELECT size, root, note, created_at FROM audit_checkpoints WHERE tenant = $1 AND size = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(head.size as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((decode_checkpoint(&r)?, stored))
+    }
+
+    /// Tenants whose log has grown past its newest checkpoint (or has none yet).
+    pub async fn tenants_due_a_checkpoint(&self) -> StoreResult<Vec<TenantId>> {
+        let rows = sqlx::query(
+            "SELECT h.tenant FROM audit_heads h WHERE h.next_seq > COALESCE((SELECT MAX(c.size) FROM audit_checkpoints c WHERE c.tenant = h.tenant), 0) ORDER BY h.tenant",
+        )
+        .fetch_all(self.read_pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                row::parse(
+                    "audit_heads",
+                    &row::text(r, "tenant")?,
+                    TenantId::parse_including_reserved,
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_between_stored_levels_folds_from_the_level_below() {
+        let s = source_of(NodeId::new(6, 3));
+        assert_eq!((s.level, s.first, s.count), (4, 12, 4));
+        let s = source_of(NodeId::new(3, 5));
+        assert_eq!((s.level, s.first, s.count), (0, 40, 8));
+        let s = source_of(NodeId::new(8, 2));
+        assert_eq!((s.level, s.first, s.count), (8, 2, 1));
+        let s = source_of(NodeId::new(0, 9));
+        assert_eq!((s.level, s.first, s.count), (0, 9, 1));
+    }
+
+    #[test]
+    fn folding_siblings_gives_their_subtree_root() {
+        let leaves: Vec<Hash> = (0..8u8)
+            .map(|i| warden_ledger::hash::leaf_hash(&[i]))
+            .collect();
+        assert_eq!(
+            fold(leaves.clone()),
+            warden_ledger::tree::root_from_leaves(&leaves)
+        );
+    }
+}
