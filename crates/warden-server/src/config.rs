@@ -35,6 +35,8 @@ pub struct Config {
     pub schedules: SchedulesConfig,
     /// Job housekeeping.
     pub jobs: JobsConfig,
+    /// The audit ledger.
+    pub ledger: LedgerConfig,
     /// Log output: `json` (default) or `text`.
     pub log_format: String,
 }
@@ -119,6 +121,16 @@ impl Default for JobsConfig {
     }
 }
 
+/// The audit ledger (DESIGN.md §4).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// The host part of every checkpoint origin (`<host>/audit/<tenant>`) and the name of
+    /// the checkpoint signing key. Unset: the host and port of `public_url`. Changing it
+    /// starts new origins: keep it stable once checkpoints have been handed out.
+    pub host: Option<String>,
+}
+
 /// The scheduler (cron) and backfill.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -152,6 +164,7 @@ impl Default for Config {
             sqlite: SqliteConfig::default(),
             schedules: SchedulesConfig::default(),
             jobs: JobsConfig::default(),
+            ledger: LedgerConfig::default(),
             log_format: "json".into(),
         }
     }
@@ -233,6 +246,16 @@ impl Config {
         let config: Config = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The ledger's host: `ledger.host`, else `public_url` without scheme and path.
+    pub fn ledger_host(&self) -> String {
+        if let Some(h) = &self.ledger.host {
+            return h.clone();
+        }
+        let url = self.public_url.as_str();
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest).to_owned()
     }
 
     /// Check ranges figment cannot.

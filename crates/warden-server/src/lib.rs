@@ -19,6 +19,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
@@ -73,6 +74,8 @@ pub struct StateInner {
     pub config: Arc<Config>,
     /// The token authority's keys and counters.
     pub authority: auth::Authority,
+    /// Checkpoint keys and origins.
+    pub ledger: ledger::Ledger,
     /// The metrics registry.
     pub metrics: metrics::Metrics,
     /// The compiled ticket pattern.
@@ -106,11 +109,13 @@ impl AppState {
         let tickets = TicketPattern::new(&config.auth.ticket_pattern)
             .map_err(|e| ServerError::Keys(e.to_string()))?;
         let authority = auth::Authority::load(&store, &config).await?;
+        let ledger = ledger::Ledger::load(&store, &config).await?;
         let (events, _) = broadcast::channel(4096);
         Ok(Self(Arc::new(StateInner {
             store,
             config: Arc::new(config),
             authority,
+            ledger,
             metrics: metrics::Metrics::default(),
             tickets,
             events,
@@ -264,6 +269,15 @@ fn spawn_background(
         async move {
             if s.is_leader() {
                 archive_finished_jobs(&s).await
+            }
+        }
+    }));
+    let s = state.clone();
+    tasks.push(every(Duration::from_secs(1), stop.clone(), move || {
+        let s = s.clone();
+        async move {
+            if s.is_leader() {
+                ledger::cut_due_checkpoints(&s).await
             }
         }
     }));

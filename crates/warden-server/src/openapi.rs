@@ -40,6 +40,22 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
             q("since", "RFC 3339, inclusive"),
             q("until", "RFC 3339, exclusive"),
         ],
+        ("get", "/api/v1/audit/proof/inclusion") => vec![
+            q("seq", "The entry's seq (leaf index), required"),
+            q("tree_size", "Default: the newest checkpoint's size"),
+        ],
+        ("get", "/api/v1/audit/proof/consistency") => vec![
+            q("from", "The older tree size, required"),
+            q("to", "Default: the newest checkpoint's size"),
+        ],
+        ("get", "/api/v1/audit/export") => vec![
+            q(
+                "format",
+                "ndjson (default, verifiable offline), csv or json",
+            ),
+            q("since", "RFC 3339, inclusive"),
+            q("until", "RFC 3339, exclusive"),
+        ],
         ("get", "/audit/operator") => vec![
             limit,
             q("actor", "Repeatable"),

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod jobs;
+pub mod ledger;
 pub mod oauth;
 pub mod ops;
 pub mod queues;
@@ -188,6 +189,36 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "get",
+        "/api/v1/audit/checkpoint",
+        "orch:read",
+        "The newest signed checkpoint of the caller's log (text/plain, a C2SP signed note)",
+    ),
+    (
+        "get",
+        "/api/v1/audit/keys",
+        "none",
+        "The checkpoint verifier keys, one per line (note verifier key form)",
+    ),
+    (
+        "get",
+        "/api/v1/audit/proof/inclusion",
+        "orch:read",
+        "RFC 9162 inclusion proof of one entry",
+    ),
+    (
+        "get",
+        "/api/v1/audit/proof/consistency",
+        "orch:read",
+        "RFC 9162 consistency proof between two tree sizes",
+    ),
+    (
+        "get",
+        "/api/v1/audit/export",
+        "orch:read",
+        "The log, streamed as NDJSON (verifiable offline), CSV or JSON",
+    ),
+    (
+        "get",
         "/api/v1/audit/{id}",
         "orch:read",
         "One audit entry with its seq and leaf hash",
@@ -266,6 +297,26 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/audit/stats",
             get(audit::stats).fallback(audit::immutable),
+        )
+        .route(
+            "/api/v1/audit/checkpoint",
+            get(ledger::checkpoint).fallback(audit::immutable),
+        )
+        .route(
+            "/api/v1/audit/keys",
+            get(ledger::keys).fallback(audit::immutable),
+        )
+        .route(
+            "/api/v1/audit/proof/inclusion",
+            get(ledger::inclusion).fallback(audit::immutable),
+        )
+        .route(
+            "/api/v1/audit/proof/consistency",
+            get(ledger::consistency).fallback(audit::immutable),
+        )
+        .route(
+            "/api/v1/audit/export",
+            get(ledger::export).fallback(audit::immutable),
         )
         .route(
             "/api/v1/audit/{id}",

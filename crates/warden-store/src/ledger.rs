@@ -38,6 +38,17 @@ pub struct LedgerHead {
     pub root: Hash,
 }
 
+/// An entry as an export reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportedEntry {
+    /// Its leaf index.
+    pub seq: u64,
+    /// The RFC 8785 text exactly as hashed.
+    pub canonical: String,
+    /// `SHA-256(0x00 ‖ canonical)`.
+    pub leaf_hash: Hash,
+}
+
 /// A signed checkpoint as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -471,6 +482,51 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok((decode_checkpoint(&r)?, stored))
+    }
+
+    /// Entries with `seq` in `[from, to)`, oldest first, at most `limit`, as exported: the
+    /// canonical text exactly as hashed and the leaf hash.
+    pub async fn export_entries(
+        &self,
+        tenant: &TenantId,
+        from: u64,
+        to: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<ExportedEntry>> {
+        let rows = sqlx::query(
+            "SELECT e.seq, e.canonical, l.leaf_hash FROM audit_entries e JOIN audit_leaves l ON l.tenant = e.tenant AND l.seq = e.seq WHERE e.tenant = $1 AND e.seq >= $2 AND e.seq < $3 ORDER BY e.seq LIMIT $4",
+        )
+        .bind(tenant.as_str())
+        .bind(from as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
+        .bind(i64::from(limit))
+        .fetch_all(self.read_pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ExportedEntry {
+                    seq: row::int(r, "seq")? as u64,
+                    canonical: row::text(r, "canonical")?,
+                    leaf_hash: hash_from(&r.try_get::<Vec<u8>, _>("leaf_hash")?, "audit_leaves")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The first `seq` written at or after `at` (the log's size when there is none): the
+    /// boundary of a time-bounded export (`created_at` never goes back as `seq` grows).
+    pub async fn first_seq_at(&self, tenant: &TenantId, at: Timestamp) -> StoreResult<u64> {
+        let r = sqlx::query(
+            "SELECT MIN(seq) AS seq FROM audit_entries WHERE tenant = $1 AND created_at >= $2",
+        )
+        .bind(tenant.as_str())
+        .bind(at.as_micros())
+        .fetch_one(self.read_pool())
+        .await?;
+        match row::opt_int(&r, "seq")? {
+            Some(seq) => Ok(seq as u64),
+            None => Ok(self.ledger_head(tenant).await?.size),
+        }
     }
 
     /// Tenants whose log has grown past its newest checkpoint (or has none yet).

@@ -7,6 +7,7 @@ mod authority;
 mod cluster;
 mod errors;
 mod jobs;
+mod ledger;
 mod ops;
 mod queues;
 mod quota;
