@@ -219,6 +219,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "get",
+        "/api/v1/audit/stream",
+        "orch:read",
+        "New entries as Server-Sent Events; Last-Event-ID (a seq) resumes",
+    ),
+    (
+        "get",
         "/api/v1/audit/{id}",
         "orch:read",
         "One audit entry with its seq and leaf hash",
@@ -317,6 +323,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/audit/export",
             get(ledger::export).fallback(audit::immutable),
+        )
+        .route(
+            "/api/v1/audit/stream",
+            get(ledger::stream).fallback(audit::immutable),
         )
         .route(
             "/api/v1/audit/{id}",

@@ -424,3 +424,110 @@ pub async fn export(
     )
         .into_response())
 }
+
+/// How often a live tail looks for entries when nothing woke it (entries written by
+/// another node reach this one's bus only through the database).
+const TAIL_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// A comment line this often keeps proxies from closing an idle stream.
+const TAIL_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// What a live tail still has to send.
+struct Tail {
+    state: AppState,
+    tenant: TenantId,
+    next: u64,
+    bus: tokio::sync::broadcast::Receiver<String>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    quiet_since: std::time::Instant,
+}
+
+impl Tail {
+    /// The next chunk: new entries as events, a keep-alive comment, or `None` when the
+    /// server shuts down.
+    async fn chunk(&mut self) -> Result<Option<Bytes>, warden_store::StoreError> {
+        loop {
+            if *self.shutdown.borrow() {
+                return Ok(None);
+            }
+            let page = self
+                .state
+                .store
+                .export_entries(&self.tenant, self.next, u64::MAX, 500)
+                .await?;
+            if let Some(last) = page.last() {
+                self.next = last.seq + 1;
+                self.quiet_since = std::time::Instant::now();
+                let mut out = String::with_capacity(page.len() * 700);
+                for e in &page {
+                    out.push_str(&format!(
+                        "id: {}\nevent: audit\ndata: {}\n\n",
+                        e.seq,
+                        entry_json(e)
+                    ));
+                }
+                return Ok(Some(Bytes::from(out)));
+            }
+            if self.quiet_since.elapsed() >= TAIL_KEEPALIVE {
+                self.quiet_since = std::time::Instant::now();
+                return Ok(Some(Bytes::from_static(b": keep-alive\n\n")));
+            }
+            // Woken by any audit event relayed on this node, or after a short poll.
+            tokio::select! {
+                _ = self.bus.recv() => {}
+                _ = tokio::time::sleep(TAIL_POLL) => {}
+                _ = self.shutdown.changed() => {}
+            }
+        }
+    }
+}
+
+/// `GET /api/v1/audit/stream` — Server-Sent Events: one `audit` event per new entry of
+/// the caller's log (`id` = its seq, `data` = the entry as `GET /api/v1/audit/{id}` serves
+/// it). `Last-Event-ID: <seq>` resumes after that entry; without it, only entries written
+/// from now on are sent.
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    require_scope(&caller, Scope::Read)?;
+    QueryParams::parse(raw.as_deref(), &[])?;
+    let next = match headers.get("last-event-id") {
+        Some(v) => {
+            let seq = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::field("Last-Event-ID", "must be the seq of an entry"))?;
+            seq + 1
+        }
+        None => state.store.ledger_head(&caller.tenant).await?.size,
+    };
+    let tail = Tail {
+        bus: state.events.subscribe(),
+        shutdown: state.shutdown.subscribe(),
+        state: state.clone(),
+        tenant: caller.tenant.clone(),
+        next,
+        quiet_since: std::time::Instant::now(),
+    };
+    // The first bytes go out at once, so a client knows the stream is open.
+    let hello = futures_util::stream::once(async {
+        Ok::<_, warden_store::StoreError>(Bytes::from_static(b": stream open\n\n"))
+    });
+    let body = hello.chain(futures_util::stream::try_unfold(tail, |mut t| async move {
+        Ok(t.chunk().await?.map(|bytes| (bytes, t)))
+    }));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
