@@ -445,7 +445,7 @@ async fn next_event(
             }
         }
         let chunk = tokio::time::timeout_at(deadline, resp.chunk()).await.ok()?;
-        buf.push_str(&String::from_utf8(chunk.unwrap()?.to_vec()).unwrap());
+        buf.push_str(std::str::from_utf8(&chunk.unwrap()?).unwrap());
     }
 }
 
