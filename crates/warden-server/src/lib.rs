@@ -277,7 +277,15 @@ fn spawn_background(
         let s = s.clone();
         async move {
             if s.is_leader() {
-                ledger::cut_due_checkpoints(&s).await
+                ledger::cut_due_checkpoints(&s).await;
+                match s.store.index_audit_search(5_000).await {
+                    Ok(n) => s
+                        .metrics
+                        .add("warden_audit_search_indexed_total", Vec::new(), n),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "audit search indexing failed; will retry")
+                    }
+                }
             }
         }
     }));

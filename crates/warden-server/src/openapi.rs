@@ -35,6 +35,10 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
             q("outcome", "allowed or rejected"),
             q("since", "RFC 3339, inclusive"),
             q("until", "RFC 3339, exclusive"),
+            q(
+                "q",
+                "Full text over reason, ticket and metadata: every word must occur",
+            ),
         ],
         ("get", "/api/v1/audit/stats") | ("get", "/audit/operator/stats") => vec![
             q("since", "RFC 3339, inclusive"),

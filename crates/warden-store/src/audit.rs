@@ -40,6 +40,52 @@ pub struct AuditFilter {
     pub since: Option<Timestamp>,
     /// Exclusive upper time bound.
     pub until: Option<Timestamp>,
+    /// Full text over reason, ticket and metadata: every word must occur (see
+    /// [`search_words`]). Entries are searchable about a second after they are written.
+    pub q: Option<String>,
+}
+
+/// The words of a search: runs of letters and digits, lowercased. `TICKET-123` is the
+/// words `ticket` and `123`, found next to each other or not.
+pub fn search_words(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The text an entry is searched by: its reason, its ticket and every string, number and
+/// key in its metadata.
+fn search_document(entry: &AuditEntry) -> String {
+    fn walk(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push(' ');
+                out.push_str(s);
+            }
+            serde_json::Value::Number(n) => {
+                out.push(' ');
+                out.push_str(&n.to_string());
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| {
+                out.push(' ');
+                out.push_str(k);
+                walk(x, out);
+            }),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    for s in [&entry.operator_reason, &entry.operator_ticket]
+        .into_iter()
+        .flatten()
+    {
+        out.push(' ');
+        out.push_str(s);
+    }
+    walk(&entry.metadata, &mut out);
+    out
 }
 
 /// `GET /api/v1/audit/stats`.
@@ -356,6 +402,35 @@ impl Where {
         self.binds.push(Bind::Int(value));
     }
 
+    /// Only entries whose search document holds every word of `q`.
+    fn search(mut self, q: Option<&str>, backend: crate::Backend) -> Self {
+        let Some(q) = q else { return self };
+        let words = search_words(q);
+        if words.is_empty() {
+            // Nothing to look for finds nothing (the API refuses such a `q` first).
+            self.clause.push_str(" AND 1 = 0");
+            return self;
+        }
+        let n = self.next();
+        match backend {
+            crate::Backend::Sqlite => {
+                // Each word a quoted FTS5 string: no operator or column filter gets in.
+                let expr: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
+                self.clause.push_str(&format!(
+                    " AND e.seq IN (SELECT seq FROM audit_search WHERE audit_search MATCH ${n} AND tenant = $1)"
+                ));
+                self.binds.push(Bind::Text(expr.join(" ")));
+            }
+            crate::Backend::Postgres => {
+                self.clause.push_str(&format!(
+                    " AND e.seq IN (SELECT seq FROM audit_search WHERE tenant = $1 AND doc @@ plainto_tsquery('simple', ${n}))"
+                ));
+                self.binds.push(Bind::Text(words.join(" ")));
+            }
+        }
+        self
+    }
+
     fn filter(mut self, f: &AuditFilter) -> Self {
         self.eq_any("e.actor", &f.actors);
         self.eq_any("e.action", &f.actions);
@@ -420,6 +495,87 @@ impl Store {
         Ok(entries)
     }
 
+    /// Index up to `batch` entries of each log for search (the leader calls this every
+    /// second): returns how many were indexed.
+    pub async fn index_audit_search(&self, batch: u32) -> StoreResult<u64> {
+        let rows = sqlx::query(
+            "SELECT h.tenant, h.next_seq, COALESCE(p.next_seq, 0) AS done FROM audit_heads h LEFT JOIN audit_search_progress p ON p.tenant = h.tenant WHERE h.next_seq > COALESCE(p.next_seq, 0)",
+        )
+        .fetch_all(self.read_pool())
+        .await?;
+        let mut indexed = 0;
+        for r in &rows {
+            let tenant = row::text(r, "tenant")?;
+            let from = row::int(r, "done")?;
+            let page = sqlx::query(
+                "SELECT seq, canonical FROM audit_entries WHERE tenant = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(tenant.as_str())
+            .bind(from)
+            .bind(i64::from(batch))
+            .fetch_all(self.read_pool())
+            .await?;
+            let Some(last) = page.last() else { continue };
+            let next = row::int(last, "seq")? + 1;
+            let mut docs = Vec::with_capacity(page.len());
+            for p in &page {
+                let entry = row::parse(
+                    "audit_entries",
+                    &row::text(p, "canonical")?,
+                    AuditEntry::from_canonical,
+                )?;
+                // Indexed as our own words, so both backends split text exactly as a
+                // query is split (PostgreSQL's parser reads `INC-4711` as `inc`, `-4711`).
+                let words = search_words(&search_document(&entry));
+                docs.push((row::int(p, "seq")?, words.join(" ")));
+            }
+            let doc_expr = |n: usize| match self.backend() {
+                crate::Backend::Sqlite => format!("${n}"),
+                crate::Backend::Postgres => format!("to_tsvector('simple', ${n})"),
+            };
+            let mut tx = self.begin_write().await?;
+            // Whoever indexed this range first wins; a second indexer (a leader change
+            // mid-pass) finds the progress moved and stops.
+            let moved = sqlx::query("SELECT next_seq FROM audit_search_progress WHERE tenant = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| row::int(&r, "next_seq"))
+                .transpose()?
+                .unwrap_or(0);
+            if moved != from {
+                continue;
+            }
+            for chunk in docs.chunks(ROWS_PER_STATEMENT) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("(${}, ${}, {})", 3 * i + 1, 3 * i + 2, doc_expr(3 * i + 3)))
+                    .collect();
+                let sql = crate::sql::for_backend(
+                    &tx,
+                    format!(
+                        "INSERT INTO audit_search (tenant, seq, doc) VALUES {}",
+                        values.join(", ")
+                    ),
+                );
+                let mut q = sqlx::query(&sql);
+                for (seq, doc) in chunk {
+                    q = q.bind(tenant.as_str()).bind(*seq).bind(doc.as_str());
+                }
+                q.execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                "INSERT INTO audit_search_progress (tenant, next_seq) VALUES ($1, $2) ON CONFLICT (tenant) DO UPDATE SET next_seq = excluded.next_seq",
+            )
+            .bind(tenant.as_str())
+            .bind(next)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            indexed += docs.len() as u64;
+        }
+        Ok(indexed)
+    }
+
     /// Entries newest first, after the keyset `cursor` (a `seq`), at most `limit`.
     /// Returns the page and whether more follow.
     pub async fn list_audit(
@@ -429,7 +585,9 @@ impl Store {
         before_seq: Option<u64>,
         limit: u32,
     ) -> StoreResult<(Vec<StoredEntry>, bool)> {
-        let mut w = Where::new(tenant).filter(filter);
+        let mut w = Where::new(tenant)
+            .filter(filter)
+            .search(filter.q.as_deref(), self.backend());
         if let Some(c) = before_seq {
             w.cmp_int("e.seq", "<", c as i64);
         }
@@ -529,7 +687,9 @@ impl Store {
         filter: &AuditFilter,
         into: &mut BTreeMap<CountKey, Tally>,
     ) -> StoreResult<()> {
-        let w = Where::new(tenant).filter(filter);
+        let w = Where::new(tenant)
+            .filter(filter)
+            .search(filter.q.as_deref(), self.backend());
         self.tally(
             &w,
             "COUNT(*)",

@@ -67,6 +67,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0010_ledger.sql"),
         include_str!("../migrations/postgres/0010_ledger.sql"),
     ),
+    (
+        11,
+        "audit_search",
+        include_str!("../migrations/sqlite/0011_audit_search.sql"),
+        include_str!("../migrations/postgres/0011_audit_search.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

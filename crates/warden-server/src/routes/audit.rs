@@ -52,11 +52,17 @@ fn filter(q: &QueryParams) -> ApiResult<AuditFilter> {
         })?,
         since: parse_time("since", q)?,
         until: parse_time("until", q)?,
+        q: match q.one("q")? {
+            Some(text) if warden_store::audit::search_words(text).is_empty() => {
+                return Err(ApiError::field("q", "must hold at least one word"));
+            }
+            other => other.map(str::to_owned),
+        },
     })
 }
 
 const LIST_PARAMS: &[&str] = &[
-    "limit", "cursor", "actor", "action", "target", "ticket", "outcome", "since", "until",
+    "limit", "cursor", "actor", "action", "target", "ticket", "outcome", "since", "until", "q",
 ];
 
 async fn list_page(

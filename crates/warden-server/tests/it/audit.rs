@@ -120,7 +120,7 @@ async fn n_actions_make_n_entries_and_paging_yields_each_once_newest_first() {
             "outcome=maybe",
             "since=yesterday",
             "cursor=abc",
-            "q=text",
+            "q=%2A%2A",
         ] {
             assert_eq!(
                 app.get(&format!("/api/v1/audit?{bad}"), &t.token)
@@ -334,5 +334,37 @@ async fn legacy_aliases_answer_with_deprecation_headers() {
         );
         assert!(s.headers.contains_key("deprecation"));
         app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn q_searches_reason_ticket_and_metadata_within_seconds_of_the_action() {
+    for app in apps().await {
+        let b = app.backend;
+        let t = app.tenant("acme").await;
+        let job = app.enqueue(&t.token, "emails").await;
+        let id = job["id"].as_str().unwrap();
+        let a = app
+            .post(&format!("/api/v1/jobs/{id}/cancel"), &t.operator, None)
+            .await;
+        assert_eq!(a.status, reqwest::StatusCode::OK, "[{b:?}]");
+        // The leader's indexer runs every second.
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            found = app.audit(&t.token, "q=TICKET-123&action=job.cancel").await;
+            if !found.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(found.len(), 1, "[{b:?}] found by ticket");
+        assert_eq!(found[0]["target_id"], id, "[{b:?}]");
+        assert!(
+            app.audit(&t.token, "q=nothing-like-this").await.is_empty(),
+            "[{b:?}]"
+        );
+        let a = app.get("/api/v1/audit?q=%20-%20", &t.token).await;
+        assert_eq!(a.code(), "VALIDATION_FAILED", "[{b:?}]");
+        assert_eq!(a.body["errors"][0]["field"], "q", "[{b:?}]");
     }
 }

@@ -673,3 +673,72 @@ async fn audit_stats_from_hourly_counters_equal_a_full_scan_for_any_time_range()
         assert_eq!(all.total, 30, "[{b:?}] the counters saw every append");
     }
 }
+
+#[tokio::test]
+async fn search_finds_entries_by_reason_ticket_and_metadata_once_indexed() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let mut a = draft(&t, "job.cancel");
+        a.operator_reason = Some("Database failover drill".into());
+        a.operator_ticket = Some("INC-4711".into());
+        let mut c = draft(&t, "job.replay");
+        c.operator_reason = Some("rerun nightly export".into());
+        c.metadata = serde_json::json!({"region": "eu-west", "note": ["customer Zebra"]});
+        let mut other = draft(&tenant("globex"), "job.cancel");
+        other.operator_reason = Some("database failover drill".into());
+        for d in [a, c, other] {
+            store.append_audit(d).await.unwrap();
+        }
+        let search = |q: &str| AuditFilter {
+            q: Some(q.into()),
+            ..Default::default()
+        };
+        assert!(
+            all_entries(&store, &t, &search("failover"))
+                .await
+                .is_empty(),
+            "[{b:?}] nothing is searchable before the indexer runs"
+        );
+        assert_eq!(store.index_audit_search(1_000).await.unwrap(), 3, "[{b:?}]");
+        assert_eq!(
+            store.index_audit_search(1_000).await.unwrap(),
+            0,
+            "[{b:?}] idempotent"
+        );
+        let actions = |v: Vec<warden_store::audit::StoredEntry>| -> Vec<String> {
+            v.into_iter().map(|s| s.entry.action).collect()
+        };
+        for (q, want) in [
+            ("failover", vec!["job.cancel"]),
+            ("DATABASE drill", vec!["job.cancel"]),
+            ("INC-4711", vec!["job.cancel"]),
+            ("zebra", vec!["job.replay"]),
+            ("eu-west", vec!["job.replay"]),
+            ("region", vec!["job.replay"]),
+            ("failover zebra", vec![]),
+            ("\"OR\" * NEAR(", vec![]),
+        ] {
+            assert_eq!(
+                actions(all_entries(&store, &t, &search(q)).await),
+                want,
+                "[{b:?}] q={q:?}"
+            );
+        }
+        // Combined with another filter, and another tenant's entry never shows.
+        let f = AuditFilter {
+            actions: vec!["job.replay".into()],
+            q: Some("failover".into()),
+            ..Default::default()
+        };
+        assert!(all_entries(&store, &t, &f).await.is_empty(), "[{b:?}]");
+        assert_eq!(
+            all_entries(&store, &tenant("globex"), &search("failover"))
+                .await
+                .len(),
+            1,
+            "[{b:?}]"
+        );
+    }
+}

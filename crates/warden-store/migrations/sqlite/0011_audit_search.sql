@@ -1,0 +1,9 @@
+-- Full-text search over audit entries' reason, ticket and metadata (`q`, issue [3/3]).
+-- A derived index, filled by the leader from the log a moment after each append (not in
+-- the append's transaction: search lags by about a second, audited actions do not slow).
+CREATE VIRTUAL TABLE audit_search USING fts5(tenant UNINDEXED, seq UNINDEXED, doc, tokenize = 'unicode61');
+-- How far each tenant's log is indexed: the next seq to index.
+CREATE TABLE audit_search_progress (
+    tenant TEXT PRIMARY KEY,
+    next_seq INTEGER NOT NULL
+);
