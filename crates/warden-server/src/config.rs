@@ -37,6 +37,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// The audit ledger.
     pub ledger: LedgerConfig,
+    /// Alert rules over the audit log and their webhook.
+    pub alerts: crate::alerts::AlertsConfig,
     /// Log output: `json` (default) or `text`.
     pub log_format: String,
 }
@@ -122,13 +124,28 @@ impl Default for JobsConfig {
 }
 
 /// The audit ledger (DESIGN.md §4).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
     /// The host part of every checkpoint origin (`<host>/audit/<tenant>`) and the name of
     /// the checkpoint signing key. Unset: the host and port of `public_url`. Changing it
     /// starts new origins: keep it stable once checkpoints have been handed out.
     pub host: Option<String>,
+    /// How often (seconds) the leader re-verifies each log's most recent entries against
+    /// the stored tree and its newest checkpoint; 0 turns the self-check off.
+    pub self_check_secs: u64,
+    /// How many of the most recent entries each self-check re-verifies.
+    pub self_check_entries: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            host: None,
+            self_check_secs: 60,
+            self_check_entries: 10_000,
+        }
+    }
 }
 
 /// The scheduler (cron) and backfill.
@@ -165,6 +182,7 @@ impl Default for Config {
             schedules: SchedulesConfig::default(),
             jobs: JobsConfig::default(),
             ledger: LedgerConfig::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
             log_format: "json".into(),
         }
     }

@@ -135,3 +135,55 @@ pub(crate) async fn cut_due_checkpoints(state: &AppState) {
         }
     }
 }
+
+/// One self-check pass: every log's most recent entries re-verified against the stored
+/// tree and the newest checkpoint; a mismatch raises the `ledger.self_check` alert.
+/// Returns the problems found (for tests and operators' tooling).
+pub async fn self_check(
+    state: &AppState,
+) -> Vec<(TenantId, warden_store::ledger::SelfCheckProblem)> {
+    let mut found = Vec::new();
+    let logs = match state.store.ledger_sizes().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "ledger self-check could not list the logs; will retry");
+            return found;
+        }
+    };
+    for (tenant, _) in logs {
+        match state
+            .store
+            .self_check(&tenant, state.config.ledger.self_check_entries)
+            .await
+        {
+            Ok((checked, problem)) => {
+                state.metrics.add(
+                    "warden_ledger_self_check_entries_total",
+                    Vec::new(),
+                    checked,
+                );
+                if let Some(p) = problem {
+                    tracing::error!(tenant = %tenant.as_str(), problem = %p, "ledger self-check failed");
+                    let seq = match &p {
+                        warden_store::ledger::SelfCheckProblem::Leaf { seq }
+                        | warden_store::ledger::SelfCheckProblem::Missing { seq } => *seq,
+                        warden_store::ledger::SelfCheckProblem::Root { size, .. } => *size,
+                    };
+                    state.raise_alert(crate::alerts::Alert {
+                        rule: "ledger.self_check".into(),
+                        fired_at: Timestamp::now(),
+                        tenant: tenant.as_str().to_owned(),
+                        actor: None,
+                        count: seq,
+                        detail: p.to_string(),
+                    });
+                    found.push((tenant, p));
+                }
+            }
+            Err(e) => {
+                tracing::error!(tenant = %tenant.as_str(), error = %e, "ledger self-check could not read the log");
+            }
+        }
+    }
+    found
+}

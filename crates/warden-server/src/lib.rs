@@ -15,6 +15,7 @@
 //! - [`extract`]: request parsing at the edge. [`openapi`]: the document.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -76,6 +77,8 @@ pub struct StateInner {
     pub authority: auth::Authority,
     /// Checkpoint keys and origins.
     pub ledger: ledger::Ledger,
+    /// The leader's alert rule state.
+    pub alerts: alerts::Evaluator,
     /// The metrics registry.
     pub metrics: metrics::Metrics,
     /// The compiled ticket pattern.
@@ -116,6 +119,7 @@ impl AppState {
             config: Arc::new(config),
             authority,
             ledger,
+            alerts: alerts::Evaluator::default(),
             metrics: metrics::Metrics::default(),
             tickets,
             events,
@@ -278,6 +282,7 @@ fn spawn_background(
         async move {
             if s.is_leader() {
                 ledger::cut_due_checkpoints(&s).await;
+                alerts::evaluate(&s).await;
                 match s.store.index_audit_search(5_000).await {
                     Ok(n) => s
                         .metrics
@@ -289,6 +294,18 @@ fn spawn_background(
             }
         }
     }));
+    if state.config.ledger.self_check_secs > 0 {
+        let s = state.clone();
+        let period = Duration::from_secs(state.config.ledger.self_check_secs);
+        tasks.push(every(period, stop.clone(), move || {
+            let s = s.clone();
+            async move {
+                if s.is_leader() {
+                    ledger::self_check(&s).await;
+                }
+            }
+        }));
+    }
     let s = state.clone();
     tasks.push(every(Duration::from_secs(5), stop.clone(), move || {
         let s = s.clone();

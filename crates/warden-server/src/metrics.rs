@@ -66,6 +66,31 @@ const HELP: &[(&str, &str, &str)] = &[
         "Failed authentications, by reason.",
     ),
     (
+        "warden_ledger_checkpoints_total",
+        "counter",
+        "Signed checkpoints cut by this node.",
+    ),
+    (
+        "warden_audit_search_indexed_total",
+        "counter",
+        "Audit entries added to the full-text search index.",
+    ),
+    (
+        "warden_alerts_total",
+        "counter",
+        "Alerts raised, by rule (ledger.self_check for a self-check mismatch).",
+    ),
+    (
+        "warden_alert_webhook_failures_total",
+        "counter",
+        "Alerts whose webhook POST failed after every retry.",
+    ),
+    (
+        "warden_ledger_self_check_entries_total",
+        "counter",
+        "Audit entries re-verified by the ledger self-check.",
+    ),
+    (
         "warden_events_relayed_total",
         "counter",
         "Outbox events delivered to the event bus.",

@@ -38,6 +38,31 @@ pub struct LedgerHead {
     pub root: Hash,
 }
 
+/// What a self-check found wrong with a log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelfCheckProblem {
+    /// An entry's body no longer hashes to its stored leaf.
+    #[error("entry seq {seq}: its body does not hash to its stored leaf")]
+    Leaf {
+        /// The entry.
+        seq: u64,
+    },
+    /// An entry under the checkpoint is gone.
+    #[error("entry seq {seq} is missing")]
+    Missing {
+        /// The first missing entry.
+        seq: u64,
+    },
+    /// The stored tree and leaves no longer give the checkpoint's root.
+    #[error("entries {from}..{size}: the stored tree no longer gives the root of the checkpoint of size {size}")]
+    Root {
+        /// First entry checked.
+        from: u64,
+        /// The checkpoint's size.
+        size: u64,
+    },
+}
+
 /// An entry as an export reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportedEntry {
@@ -527,6 +552,65 @@ impl Store {
             Some(seq) => Ok(seq as u64),
             None => Ok(self.ledger_head(tenant).await?.size),
         }
+    }
+
+    /// Every log and its size.
+    pub async fn ledger_sizes(&self) -> StoreResult<Vec<(TenantId, u64)>> {
+        let rows = sqlx::query("SELECT tenant, next_seq FROM audit_heads ORDER BY tenant")
+            .fetch_all(self.read_pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    row::parse("audit_heads", &row::text(r, "tenant")?, TenantId::parse_including_reserved)?,
+                    row::int(r, "next_seq")? as u64,
+                ))
+            })
+            .collect()
+    }
+
+    /// Re-verify the last `window` entries under the tenant's newest checkpoint against
+    /// the stored tree: each body must hash to its stored leaf, and the stored nodes
+    /// before the window plus those leaves must give the checkpoint's root. Reads
+    /// O(window + log n) rows. Returns how many entries were checked and the first
+    /// problem found, if any.
+    pub async fn self_check(
+        &self,
+        tenant: &TenantId,
+        window: u64,
+    ) -> StoreResult<(u64, Option<SelfCheckProblem>)> {
+        let Some(c) = self.latest_checkpoint(tenant).await? else {
+            return Ok((0, None));
+        };
+        let from = c.size.saturating_sub(window);
+        let mut range = self.compact_range_at(tenant, from).await?;
+        let mut next = from;
+        while next < c.size {
+            let page = self.export_entries(tenant, next, c.size, 2_000).await?;
+            if page.is_empty() {
+                return Ok((next - from, Some(SelfCheckProblem::Missing { seq: next })));
+            }
+            for e in &page {
+                if e.seq != next {
+                    return Ok((next - from, Some(SelfCheckProblem::Missing { seq: next })));
+                }
+                if warden_ledger::hash::leaf_hash(e.canonical.as_bytes()) != e.leaf_hash {
+                    return Ok((next - from, Some(SelfCheckProblem::Leaf { seq: e.seq })));
+                }
+                range.append(e.leaf_hash);
+                next += 1;
+            }
+        }
+        if range.root() != c.root {
+            return Ok((
+                c.size - from,
+                Some(SelfCheckProblem::Root {
+                    from,
+                    size: c.size,
+                }),
+            ));
+        }
+        Ok((c.size - from, None))
     }
 
     /// Tenants whose log has grown past its newest checkpoint (or has none yet).

@@ -520,3 +520,194 @@ async fn the_live_tail_delivers_a_new_entry_within_a_second_and_resumes() {
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "[{b:?}]");
     }
 }
+
+fn verify_with(export: &str, checkpoints: Vec<String>) -> Result<(), String> {
+    let mut v = Verifier::new(VerifyOptions {
+        extra_checkpoints: checkpoints,
+        ..VerifyOptions::default()
+    })
+    .map_err(|e| e.to_string())?;
+    for line in export.lines() {
+        v.feed_line(line).map_err(|e| e.to_string())?;
+    }
+    v.finish().map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn a_row_changed_behind_the_servers_back_is_caught_by_verify_and_the_self_check() {
+    for app in apps().await {
+        let b = app.backend;
+        let t = app.tenant("acme").await;
+        fill(&app, "acme", 50).await;
+        let older = app.get("/api/v1/audit/checkpoint", &t.token).await;
+        let older = older.body.as_str().unwrap().to_owned();
+        assert!(
+            warden_server::ledger::self_check(&app.app_state)
+                .await
+                .is_empty(),
+            "[{b:?}] an untouched log passes"
+        );
+
+        // A database administrator drops the guard and edits one entry's body.
+        let (drop_entries, drop_leaves) = match b {
+            warden_store::Backend::Sqlite => (
+                "DROP TRIGGER audit_entries_refuse_update",
+                "DROP TRIGGER audit_leaves_refuse_update",
+            ),
+            warden_store::Backend::Postgres => (
+                "ALTER TABLE audit_entries DISABLE TRIGGER audit_entries_refuse_change",
+                "ALTER TABLE audit_leaves DISABLE TRIGGER audit_leaves_refuse_change",
+            ),
+        };
+        app.store.execute_raw(drop_entries).await.unwrap();
+        let changed = app
+            .store
+            .execute_raw(
+                "UPDATE audit_entries SET canonical = replace(canonical, 'reason 17', 'reason 71') WHERE canonical LIKE '%\"reason 17\"%'",
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 1, "[{b:?}]");
+        let entry = app
+            .audit(&t.token, "")
+            .await
+            .into_iter()
+            .find(|e| e["operator_reason"] == "reason 71")
+            .unwrap();
+        let seq = entry["seq"].as_u64().unwrap();
+
+        let problems = warden_server::ledger::self_check(&app.app_state).await;
+        assert_eq!(problems.len(), 1, "[{b:?}] {problems:?}");
+        assert!(
+            problems[0].1.to_string().contains(&format!("seq {seq}")),
+            "[{b:?}] {problems:?}"
+        );
+        let metrics = app
+            .http
+            .get(format!("{}/metrics", app.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("warden_alerts_total{rule=\"ledger.self_check\"}"),
+            "[{b:?}] the alert is counted"
+        );
+        let export = app.get("/api/v1/audit/export", &t.token).await;
+        let err = verify_with(export.body.as_str().unwrap(), vec![older.clone()]).unwrap_err();
+        assert!(
+            err.contains(&format!("seq {seq}")),
+            "[{b:?}] names the entry: {err}"
+        );
+
+        // A more careful one rewrites the leaf too: the roots give it away.
+        app.store.execute_raw(drop_leaves).await.unwrap();
+        let mut body: Map<String, Value> = serde_json::from_value(entry.clone()).unwrap();
+        body.remove("leaf_hash");
+        let leaf = leaf_hash(&to_canonical_vec(&Value::Object(body)).unwrap());
+        let hex: String = leaf.iter().map(|x| format!("{x:02x}")).collect();
+        let literal = match b {
+            warden_store::Backend::Sqlite => format!("X'{hex}'"),
+            warden_store::Backend::Postgres => format!("'\\x{hex}'::bytea"),
+        };
+        app.store
+            .execute_raw(&format!(
+                "UPDATE audit_leaves SET leaf_hash = {literal} WHERE tenant = 'acme' AND seq = {seq}"
+            ))
+            .await
+            .unwrap();
+        let problems = warden_server::ledger::self_check(&app.app_state).await;
+        assert_eq!(problems.len(), 1, "[{b:?}] {problems:?}");
+        assert!(
+            problems[0].1.to_string().contains("root"),
+            "[{b:?}] {problems:?}"
+        );
+        let export = app.get("/api/v1/audit/export", &t.token).await;
+        let err = verify_with(export.body.as_str().unwrap(), vec![older]).unwrap_err();
+        assert!(
+            err.contains("seq"),
+            "[{b:?}] against the older checkpoint: {err}"
+        );
+    }
+}
+
+/// A one-shot HTTP receiver: the body of the first POST it gets.
+async fn webhook_receiver() -> (String, tokio::sync::oneshot::Receiver<Value>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let _ = tx.send(serde_json::from_str(&body[..len]).unwrap());
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn replaying_past_a_rules_threshold_raises_an_alert_on_the_webhook() {
+    for db in warden_store::testing::TestDb::all().await {
+        let (url, hook) = webhook_receiver().await;
+        let app = TestApp::spawn_with(db, |c| {
+            c.alerts.webhook_url = Some(url);
+            c.alerts.rules[0].threshold = 3;
+        })
+        .await;
+        let b = app.backend;
+        let t = app.tenant("acme").await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let job = app.enqueue(&t.token, "emails").await;
+            let id = job["id"].as_str().unwrap().to_owned();
+            let a = app
+                .post(&format!("/api/v1/jobs/{id}/cancel"), &t.operator, None)
+                .await;
+            assert_eq!(a.status, StatusCode::OK, "[{b:?}]");
+            ids.push(id);
+        }
+        let a = app
+            .post(
+                "/api/v1/jobs/replay",
+                &t.operator,
+                Some(json!({"ids": ids})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "[{b:?}] {:?}", a.body);
+        let alert = tokio::time::timeout(std::time::Duration::from_secs(5), hook)
+            .await
+            .unwrap_or_else(|_| panic!("[{b:?}] no webhook within 5 s"))
+            .unwrap();
+        assert_eq!(alert["rule"], "bulk-replay", "[{b:?}]");
+        assert_eq!(alert["tenant"], "acme", "[{b:?}]");
+        assert_eq!(alert["count"], 3, "[{b:?}]");
+        assert!(
+            alert["actor"].as_str().unwrap().starts_with("client:"),
+            "[{b:?}]"
+        );
+    }
+}
