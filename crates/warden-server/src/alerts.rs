@@ -195,7 +195,14 @@ pub(crate) async fn evaluate(state: &AppState) {
     };
     let longest_window = rules.iter().map(|r| r.window_secs).max().unwrap_or(0);
     for (tenant, size) in heads {
-        let known = state.alerts.inner.lock().expect("lock").next.get(&tenant).copied();
+        let known = state
+            .alerts
+            .inner
+            .lock()
+            .expect("lock")
+            .next
+            .get(&tenant)
+            .copied();
         let from = match known {
             Some(n) => n,
             // A log this node has not looked at yet: start one (longest) window back, so

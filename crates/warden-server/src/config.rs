@@ -136,6 +136,17 @@ pub struct LedgerConfig {
     pub self_check_secs: u64,
     /// How many of the most recent entries each self-check re-verifies.
     pub self_check_entries: u64,
+    /// Seconds an entry's body stays in the log before retention moves it to an archive
+    /// file (its leaf hash stays, so proofs and verification hold). Default 90 days; 0
+    /// keeps bodies for ever.
+    pub retention_secs: u64,
+    /// Per-tenant retention periods (seconds), overriding `retention_secs`.
+    pub retention_secs_per_tenant: std::collections::BTreeMap<String, u64>,
+    /// How often (seconds) the leader runs retention.
+    pub retention_interval_secs: u64,
+    /// Where archive files go (one directory per tenant). Default: `<data_dir>/audit-archive`.
+    /// With several nodes on PostgreSQL, point every node at the same shared directory.
+    pub archive_dir: Option<PathBuf>,
 }
 
 impl Default for LedgerConfig {
@@ -144,6 +155,10 @@ impl Default for LedgerConfig {
             host: None,
             self_check_secs: 60,
             self_check_entries: 10_000,
+            retention_secs: 90 * 86_400,
+            retention_secs_per_tenant: std::collections::BTreeMap::new(),
+            retention_interval_secs: 3_600,
+            archive_dir: None,
         }
     }
 }

@@ -187,3 +187,97 @@ pub async fn self_check(
     }
     found
 }
+
+/// One retention pass: for every log whose oldest bodies are older than its period, write
+/// those entries (under the newest checkpoint) to a verifiable NDJSON archive file, sync
+/// it, then move the bodies out in one transaction with the run's own `audit.retention`
+/// entry. Leaves, nodes and checkpoints stay, so proofs and exports still verify.
+/// Returns (tenant, entries moved) for each log it archived.
+pub async fn run_retention(state: &AppState) -> Result<Vec<(TenantId, u64)>, ServerError> {
+    let cfg = &state.config.ledger;
+    let dir = cfg
+        .archive_dir
+        .clone()
+        .unwrap_or_else(|| state.config.data_dir.join("audit-archive"));
+    let mut done = Vec::new();
+    for (tenant, _) in state.store.ledger_sizes().await? {
+        let period = cfg
+            .retention_secs_per_tenant
+            .get(tenant.as_str())
+            .copied()
+            .unwrap_or(cfg.retention_secs);
+        if period == 0 {
+            continue;
+        }
+        let cutoff = Timestamp::from_micros(
+            Timestamp::now().as_micros() - (period as i64).saturating_mul(1_000_000),
+        );
+        let last = state.current_checkpoint(&tenant).await?;
+        let from = state
+            .store
+            .retention_status(&tenant)
+            .await?
+            .map_or(0, |r| r.archived_upto);
+        let upto = state
+            .store
+            .first_seq_at(&tenant, cutoff)
+            .await?
+            .min(last.size);
+        if upto <= from {
+            continue;
+        }
+        let tenant_dir = dir.join(tenant.as_str());
+        std::fs::create_dir_all(&tenant_dir)?;
+        let name = format!("{}-{from:012}-{upto:012}.ndjson", tenant.as_str());
+        let path = tenant_dir.join(&name);
+        let partial = tenant_dir.join(format!("{name}.partial"));
+        {
+            let file = std::fs::File::create(&partial)?;
+            let mut out = std::io::BufWriter::new(file);
+            crate::routes::ledger::write_ndjson(state, &tenant, from, upto, &last, &mut out)
+                .await?;
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&partial, &path)?;
+        let entry = warden_core::audit::AuditDraft {
+            tenant: tenant.clone(),
+            actor: warden_core::audit::Actor {
+                kind: warden_core::audit::ActorKind::System,
+                name: "retention".into(),
+            },
+            action: "audit.retention".into(),
+            target: Some(warden_core::audit::Target::new("log", tenant.as_str())),
+            outcome: warden_core::audit::Outcome::Allowed,
+            reason_code: None,
+            operator_reason: None,
+            operator_ticket: None,
+            scope: None,
+            source_ip: None,
+            request_id: None,
+            token_id: None,
+            metadata: serde_json::json!({
+                "archived_from": from.to_string(),
+                "archived_to": upto.to_string(),
+                "file": name,
+                "cutoff": cutoff.to_rfc3339(),
+                "retention_secs": period.to_string(),
+            }),
+        };
+        let moved = state
+            .store
+            .archive_bodies(&tenant, upto, &name, entry)
+            .await?;
+        tracing::info!(tenant = %tenant.as_str(), moved, file = %path.display(), "retention archived audit entry bodies");
+        state
+            .metrics
+            .add("warden_audit_retention_archived_total", Vec::new(), moved);
+        done.push((tenant, moved));
+    }
+    state.metrics.set_gauge(
+        "warden_audit_retention_last_run_timestamp_seconds",
+        Vec::new(),
+        Timestamp::now().as_micros() as f64 / 1e6,
+    );
+    Ok(done)
+}

@@ -294,6 +294,18 @@ fn spawn_background(
             }
         }
     }));
+    let s = state.clone();
+    let period = Duration::from_secs(state.config.ledger.retention_interval_secs.max(1));
+    tasks.push(every(period, stop.clone(), move || {
+        let s = s.clone();
+        async move {
+            if s.is_leader()
+                && let Err(e) = ledger::run_retention(&s).await
+            {
+                tracing::error!(error = %e, "audit retention failed; will retry");
+            }
+        }
+    }));
     if state.config.ledger.self_check_secs > 0 {
         let s = state.clone();
         let period = Duration::from_secs(state.config.ledger.self_check_secs);

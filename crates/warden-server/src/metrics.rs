@@ -91,6 +91,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Audit entries re-verified by the ledger self-check.",
     ),
     (
+        "warden_audit_retention_archived_total",
+        "counter",
+        "Audit entry bodies moved to archive files by retention.",
+    ),
+    (
+        "warden_audit_retention_last_run_timestamp_seconds",
+        "gauge",
+        "When retention last ran (Unix seconds).",
+    ),
+    (
         "warden_events_relayed_total",
         "counter",
         "Outbox events delivered to the event bus.",

@@ -219,6 +219,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "get",
+        "/api/v1/audit/retention",
+        "orch:read",
+        "Retention period, archive watermark and the last run of the caller's log",
+    ),
+    (
+        "get",
         "/api/v1/audit/stream",
         "orch:read",
         "New entries as Server-Sent Events; Last-Event-ID (a seq) resumes",
@@ -323,6 +329,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/audit/export",
             get(ledger::export).fallback(audit::immutable),
+        )
+        .route(
+            "/api/v1/audit/retention",
+            get(ledger::retention).fallback(audit::immutable),
         )
         .route(
             "/api/v1/audit/stream",

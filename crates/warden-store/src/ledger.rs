@@ -38,6 +38,19 @@ pub struct LedgerHead {
     pub root: Hash,
 }
 
+/// Where retention stands for one log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionStatus {
+    /// Bodies of entries with `seq` below this are archived (their leaves stay).
+    pub archived_upto: u64,
+    /// When retention last moved anything.
+    pub last_run_at: Timestamp,
+    /// How many bodies that run moved.
+    pub last_moved: u64,
+    /// The archive file it wrote (its name, not its directory).
+    pub last_file: Option<String>,
+}
+
 /// What a self-check found wrong with a log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelfCheckProblem {
@@ -554,6 +567,77 @@ impl Store {
         }
     }
 
+    /// Where retention stands for the tenant's log (`None`: nothing archived yet).
+    pub async fn retention_status(&self, tenant: &TenantId) -> StoreResult<Option<RetentionStatus>> {
+        let r = sqlx::query(
+            "SELECT upto, last_run_at, last_moved, last_file FROM audit_archived WHERE tenant = $1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(self.read_pool())
+        .await?;
+        r.map(|r| {
+            Ok(RetentionStatus {
+                archived_upto: row::int(&r, "upto")? as u64,
+                last_run_at: Timestamp::from_micros(row::int(&r, "last_run_at")?),
+                last_moved: row::int(&r, "last_moved")? as u64,
+                last_file: row::opt_text(&r, "last_file")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Move the bodies of entries `[old watermark, upto)` out of the log (the caller has
+    /// written and synced their archive `file`), raising the watermark, dropping their
+    /// search rows, and appending `entry` (the run's own `audit.retention` entry) — all in
+    /// one transaction. Returns how many bodies moved.
+    pub async fn archive_bodies(
+        &self,
+        tenant: &TenantId,
+        upto: u64,
+        file: &str,
+        entry: warden_core::audit::AuditDraft,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let now = crate::audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let old = sqlx::query("SELECT upto FROM audit_archived WHERE tenant = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| row::int(&r, "upto"))
+            .transpose()?
+            .unwrap_or(0) as u64;
+        if upto <= old {
+            return Ok(0);
+        }
+        sqlx::query(
+            "INSERT INTO audit_archived (tenant, upto, last_run_at, last_moved, last_file) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (tenant) DO UPDATE SET upto = excluded.upto, last_run_at = excluded.last_run_at, last_moved = excluded.last_moved, last_file = excluded.last_file",
+        )
+        .bind(tenant.as_str())
+        .bind(upto as i64)
+        .bind(now.as_micros())
+        .bind((upto - old) as i64)
+        .bind(file)
+        .execute(&mut *tx)
+        .await?;
+        let moved = sqlx::query("DELETE FROM audit_entries WHERE tenant = $1 AND seq >= $2 AND seq < $3")
+            .bind(tenant.as_str())
+            .bind(old as i64)
+            .bind(upto as i64)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM audit_search WHERE tenant = $1 AND seq >= $2 AND seq < $3")
+            .bind(tenant.as_str())
+            .bind(old as i64)
+            .bind(upto as i64)
+            .execute(&mut *tx)
+            .await?;
+        crate::audit::append_in_tx(&mut tx, vec![entry], now).await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
     /// Every log and its size.
     pub async fn ledger_sizes(&self) -> StoreResult<Vec<(TenantId, u64)>> {
         let rows = sqlx::query("SELECT tenant, next_seq FROM audit_heads ORDER BY tenant")
@@ -582,7 +666,11 @@ impl Store {
         let Some(c) = self.latest_checkpoint(tenant).await? else {
             return Ok((0, None));
         };
-        let from = c.size.saturating_sub(window);
+        let archived = self
+            .retention_status(tenant)
+            .await?
+            .map_or(0, |r| r.archived_upto);
+        let from = c.size.saturating_sub(window).max(archived.min(c.size));
         let mut range = self.compact_range_at(tenant, from).await?;
         let mut next = from;
         while next < c.size {

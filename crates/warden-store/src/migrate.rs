@@ -73,6 +73,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0011_audit_search.sql"),
         include_str!("../migrations/postgres/0011_audit_search.sql"),
     ),
+    (
+        12,
+        "retention",
+        include_str!("../migrations/sqlite/0012_retention.sql"),
+        include_str!("../migrations/postgres/0012_retention.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

@@ -313,6 +313,83 @@ impl ExportState {
     }
 }
 
+/// What frames the entries `[begin, end)` of an NDJSON export that verifies up to the
+/// checkpoint `last`: the lines before them (keys, the compact range of what precedes
+/// `begin`, and `last` itself when no exported entry reaches it), the stored checkpoints
+/// to interleave, and the lines after them (a consistency proof from `end` to `last`).
+pub(crate) async fn ndjson_frame(
+    state: &AppState,
+    tenant: &TenantId,
+    begin: u64,
+    end: u64,
+    last: &StoredCheckpoint,
+) -> Result<(String, std::collections::VecDeque<StoredCheckpoint>, String), warden_store::StoreError>
+{
+    let mut head = keys_line(state.ledger.verifier_keys());
+    head.push('\n');
+    let mut trailer = String::new();
+    if begin > 0 {
+        let range = state.store.compact_range_at(tenant, begin).await?;
+        head.push_str(&compact_range_line(&range));
+        head.push('\n');
+    }
+    // Older checkpoints inside the range narrow down where an altered entry is (each
+    // follows the entry that completes it); the newest closes the export.
+    let mut checkpoints: std::collections::VecDeque<StoredCheckpoint> = state
+        .store
+        .checkpoints(tenant, begin + 1, end, MAX_INTERLEAVED)
+        .await?
+        .into();
+    if end == last.size && begin < end {
+        if checkpoints.back().is_none_or(|c| c.size != last.size) {
+            checkpoints.push_back(last.clone());
+        }
+    } else {
+        // Nothing exported reaches the newest checkpoint: it goes first, and a
+        // consistency proof from the last exported entry's tree to it goes last.
+        head.push_str(&checkpoint_line(&last.note));
+        head.push('\n');
+        if end > 0 && end < last.size {
+            let proof = state
+                .store
+                .consistency_proof(tenant, end, last.size)
+                .await?;
+            trailer.push_str(&consistency_line(end, last.size, &proof));
+            trailer.push('\n');
+        }
+    }
+    Ok((head, checkpoints, trailer))
+}
+
+/// Write the NDJSON export of entries `[begin, end)`, verifiable up to `last`, to `out`
+/// page by page (retention's archive files are exactly this). Returns the entries written.
+pub(crate) async fn write_ndjson(
+    state: &AppState,
+    tenant: &TenantId,
+    begin: u64,
+    end: u64,
+    last: &StoredCheckpoint,
+    out: &mut impl std::io::Write,
+) -> Result<u64, crate::ServerError> {
+    let (head, checkpoints, trailer) = ndjson_frame(state, tenant, begin, end, last).await?;
+    out.write_all(head.as_bytes())?;
+    let mut export = ExportState {
+        state: state.clone(),
+        tenant: tenant.clone(),
+        format: Format::Ndjson,
+        next: begin,
+        end,
+        checkpoints,
+        trailer: (!trailer.is_empty()).then_some(trailer),
+        first_item: true,
+        done: false,
+    };
+    while let Some(bytes) = export.chunk().await? {
+        out.write_all(&bytes)?;
+    }
+    Ok(export.next.saturating_sub(begin))
+}
+
 /// `GET /api/v1/audit/export?format=ndjson|csv|json&since=&until=` — the caller's log,
 /// streamed page by page in constant memory, up to the newest checkpoint (cut now if the
 /// log grew). The NDJSON form is what `warden audit verify` checks offline: the keys, the
@@ -336,10 +413,18 @@ pub async fn export(
     let until = q.parsed("until", Timestamp::parse_rfc3339)?;
     let tenant = caller.tenant.clone();
     let last = state.current_checkpoint(&tenant).await?;
+    // Bodies below the archive watermark are in retention's archive files, not here.
+    let archived = state
+        .store
+        .retention_status(&tenant)
+        .await?
+        .map_or(0, |r| r.archived_upto);
     let begin = match since {
-        Some(t) => state.store.first_seq_at(&tenant, t).await?.min(last.size),
+        Some(t) => state.store.first_seq_at(&tenant, t).await?,
         None => 0,
-    };
+    }
+    .max(archived)
+    .min(last.size);
     let end = match until {
         Some(t) => state
             .store
@@ -353,39 +438,7 @@ pub async fn export(
     let mut checkpoints = std::collections::VecDeque::new();
     let content_type = match format {
         Format::Ndjson => {
-            head.push_str(&keys_line(state.ledger.verifier_keys()));
-            head.push('\n');
-            if begin > 0 {
-                let range = state.store.compact_range_at(&tenant, begin).await?;
-                head.push_str(&compact_range_line(&range));
-                head.push('\n');
-            }
-            // Older checkpoints inside the range narrow down where an altered entry is
-            // (each follows the entry that completes it); the newest closes the export.
-            checkpoints.extend(
-                state
-                    .store
-                    .checkpoints(&tenant, begin + 1, end, MAX_INTERLEAVED)
-                    .await?,
-            );
-            if end == last.size && begin < end {
-                if checkpoints.back().is_none_or(|c| c.size != last.size) {
-                    checkpoints.push_back(last.clone());
-                }
-            } else {
-                // Nothing exported reaches the newest checkpoint: it goes first, and a
-                // consistency proof from the last exported entry's tree to it goes last.
-                head.push_str(&checkpoint_line(&last.note));
-                head.push('\n');
-                if end > 0 && end < last.size {
-                    let proof = state
-                        .store
-                        .consistency_proof(&tenant, end, last.size)
-                        .await?;
-                    trailer.push_str(&consistency_line(end, last.size, &proof));
-                    trailer.push('\n');
-                }
-            }
+            (head, checkpoints, trailer) = ndjson_frame(&state, &tenant, begin, end, &last).await?;
             "application/x-ndjson"
         }
         Format::Csv => {
@@ -530,4 +583,29 @@ pub async fn stream(
         Body::from_stream(body),
     )
         .into_response())
+}
+
+/// `GET /api/v1/audit/retention` — the caller's log's retention period, how far bodies
+/// are archived, and what the last run moved.
+pub async fn retention(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<serde_json::Value>> {
+    require_scope(&caller, Scope::Read)?;
+    QueryParams::parse(raw.as_deref(), &[])?;
+    let cfg = &state.config.ledger;
+    let period = cfg
+        .retention_secs_per_tenant
+        .get(caller.tenant.as_str())
+        .copied()
+        .unwrap_or(cfg.retention_secs);
+    let status = state.store.retention_status(&caller.tenant).await?;
+    Ok(Json(serde_json::json!({
+        "retention_secs": period,
+        "archived_upto": status.as_ref().map_or(0, |s| s.archived_upto),
+        "last_run_at": status.as_ref().map(|s| s.last_run_at),
+        "last_moved": status.as_ref().map_or(0, |s| s.last_moved),
+        "last_file": status.and_then(|s| s.last_file),
+    })))
 }
