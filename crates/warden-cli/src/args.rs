@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Warden: a job orchestrator whose operators can act, and prove it.
 #[derive(Debug, Parser)]
@@ -31,7 +31,8 @@ pub enum Command {
     /// Create and list cron schedules, and backfill their past runs.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
-    /// Read the audit log.
+    /// Read the audit log, and prove it: exports verified offline, signed checkpoints,
+    /// receipts, a monitor and a live tail.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Run jobs: lease them and run a shell command per job (payload on stdin, result
@@ -439,4 +440,164 @@ pub enum AuditCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Print the server's checkpoint verifier keys, one per line (no credentials needed).
+    ///
+    /// Save them once, from a channel you trust, and pin them with `verify --key`: keys
+    /// read from an export or fetched next to a checkpoint prove only self-consistency.
+    Keys {
+        /// Write the keys to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Fetch the newest signed checkpoint of your tenant's log and check its signature.
+    ///
+    /// Prints the C2SP signed note (or saves it with --out) and says its origin, size and
+    /// root. A saved checkpoint can later be given to `verify --checkpoint`.
+    Checkpoint {
+        /// Save the note to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Verify with these keys (lines as `warden audit keys` prints them) instead of
+        /// the ones the server serves.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Download the log, streamed in constant memory.
+    ///
+    /// The NDJSON form (the default) carries the keys, the signed checkpoints and any
+    /// proofs it needs, so `verify` can check it offline; CSV and JSON are for reading.
+    Export {
+        #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
+        format: ExportFormat,
+        /// RFC 3339; entries at or after this time.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339; entries before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Write to this file (complete, or not at all) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Verify an NDJSON export, or a receipt, offline: no server, no credentials.
+    ///
+    /// An export: every entry's leaf, the Merkle root at each signed checkpoint, every
+    /// signature, and the consistency of every checkpoint given. Exits 0 only if all
+    /// hold; otherwise 1, naming the first altered entry (seq) or failing checkpoint.
+    /// Without --key the export's own keys are used, which proves the file is
+    /// self-consistent but not who signed it.
+    ///
+    /// A receipt (a c2sp.org/tlog-proof file, as `receipt` writes it): needs --entry
+    /// and --key, and proves that entry is in the signed log.
+    Verify {
+        /// The NDJSON export, or a tlog-proof receipt.
+        file: PathBuf,
+        /// A signed checkpoint kept from earlier (`checkpoint --out`); repeatable. Each
+        /// must be consistent with the export.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+        /// Trusted verifier keys, one per line (`warden audit keys --out`).
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// For a receipt: the entry's JSON (`receipt` writes it as FILE.entry.json).
+        #[arg(long, value_name = "FILE")]
+        entry: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Save one entry's proof of inclusion as a receipt anyone can verify offline.
+    ///
+    /// Fetches the entry, the newest checkpoint and the inclusion proof between them,
+    /// checks them here, and writes a C2SP tlog-proof file and, next to it,
+    /// FILE.entry.json with the entry. `warden audit verify FILE --entry FILE.entry.json
+    /// --key KEYS` then proves the entry is in the signed log, with no server.
+    Receipt {
+        /// The entry's id.
+        id: String,
+        /// Where to write the receipt (default: receipt-<id>.tlog-proof).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Verify with these keys instead of the ones the server serves.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Monitor the log for rollbacks and forks.
+    ///
+    /// Keeps the last trusted checkpoint on this disk and demands, each round, a proof
+    /// that the newest one extends it. The first round trusts the server's keys (or --key) and its checkpoint. Later
+    /// rounds verify the new checkpoint's signature with those keys and its consistency
+    /// with the trusted one. A smaller tree is a ROLLBACK, a proof that fails (or another
+    /// root at the same size) a FORK: either is reported loudly and exits 1, leaving the
+    /// state untouched.
+    Watch {
+        /// The state file (default: one file per log under $XDG_STATE_HOME/warden or
+        /// ~/.local/state/warden).
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Seconds between rounds.
+        #[arg(long, value_name = "SECS", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        interval: u64,
+        /// Do one round and exit (for scripts and cron).
+        #[arg(long)]
+        once: bool,
+        /// On first use, trust these keys instead of the ones the server serves.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Follow new entries as they are written, one line each.
+    ///
+    /// Human lines give time, seq, actor, action, target and outcome; --json prints each
+    /// entry as `audit show` does, on one line. After a dropped connection it reconnects
+    /// (backing off up to 30 s) and resumes after the last entry shown.
+    Tail {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
 }
+
+/// The formats of `audit export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object a line, verifiable offline with `verify`.
+    Ndjson,
+    /// A spreadsheet; not verifiable.
+    Csv,
+    /// One JSON document `{items, checkpoint}`; not streamed-verifiable.
+    Json,
+}
+
+impl ExportFormat {
+    /// The `format` query parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ndjson => "ndjson",
+            Self::Csv => "csv",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// A usage error found after parsing (a flag that one kind of input needs): exit 2, like
+/// clap's own.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}

@@ -91,6 +91,11 @@ impl Client {
         Ok(Self { http, base, token })
     }
 
+    /// The server's base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Send a request and return the JSON body, or an error naming the reason code.
     pub async fn call(
         &self,
@@ -99,36 +104,82 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value)> {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .query(query);
+        let mut req = self.request(method, path).query(query);
         if let Some(b) = body {
             req = req.json(b);
         }
+        let response = self.send(req).await?;
+        let status = response.status();
+        let text = response.text().await?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, value))
+    }
+
+    /// `GET` a `text/plain` resource (a signed note, the key list).
+    pub async fn get_text(&self, path: &str, query: &[(&str, String)]) -> Result<String> {
+        let response = self
+            .send(self.request(Method::GET, path).query(query))
+            .await?;
+        Ok(response.text().await?)
+    }
+
+    /// A request to `path` with the token, for callers that read the body themselves
+    /// (streams); send it with [`Client::send`].
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// Send `req`; a non-2xx answer becomes an error naming the server's reason code.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let response = req
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
-        let status = response.status();
-        let text = response.text().await?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if !status.is_success() {
-            let code = value
-                .get("code")
-                .and_then(Value::as_str)
-                .unwrap_or("UNKNOWN");
-            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
-            let request_id = value
-                .get("request_id")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            bail!(
-                "{code}: {detail} (HTTP {}, request {request_id})",
-                status.as_u16()
-            );
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(problem(response).await)
         }
-        Ok((status, value))
     }
 }
+
+/// The error for a non-2xx answer: `CODE: detail (HTTP status, request id)`, as an
+/// [`HttpError`] so callers can tell a refusal from an outage.
+pub async fn problem(response: reqwest::Response) -> anyhow::Error {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let field = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or("");
+    let code = match field("code") {
+        "" => "UNKNOWN",
+        code => code,
+    };
+    anyhow::Error::new(HttpError {
+        status,
+        message: format!(
+            "{code}: {} (HTTP {}, request {})",
+            field("detail"),
+            status.as_u16(),
+            field("request_id")
+        ),
+    })
+}
+
+/// A request the server answered with an error status.
+#[derive(Debug)]
+pub struct HttpError {
+    /// The status, so a caller can retry an outage (5xx) but not a refusal (4xx).
+    pub status: StatusCode,
+    /// `CODE: detail (HTTP status, request id)`.
+    message: String,
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HttpError {}

@@ -18,7 +18,7 @@ use crate::args::{
     SchedulesCommand, StoreArgs, WarrantArgs,
 };
 use crate::client::{Client, Need};
-use crate::serve;
+use crate::{ledger, serve};
 
 pub async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
@@ -33,14 +33,16 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-fn out(text: &str) -> Result<()> {
+/// Print one line (or block) to stdout.
+pub(crate) fn out(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(text.as_bytes())?;
     stdout.write_all(b"\n")?;
     Ok(())
 }
 
-fn print_json(v: &Value) -> Result<()> {
+/// Print `v` as pretty JSON to stdout.
+pub(crate) fn print_json(v: &Value) -> Result<()> {
     out(&serde_json::to_string_pretty(v)?)
 }
 
@@ -771,5 +773,51 @@ async fn audit(cmd: AuditCommand) -> Result<()> {
                 Ok(())
             })
         }
+        AuditCommand::Keys { out, conn } => ledger::keys(out.as_deref(), &conn).await,
+        AuditCommand::Checkpoint { out, key, conn } => {
+            ledger::checkpoint(out.as_deref(), key.as_deref(), &conn).await
+        }
+        AuditCommand::Export {
+            format,
+            since,
+            until,
+            out,
+            conn,
+        } => ledger::export(format, since, until, out.as_deref(), &conn).await,
+        AuditCommand::Verify {
+            file,
+            checkpoints,
+            key,
+            entry,
+            json,
+        } => ledger::verify::run(&ledger::verify::VerifyArgs {
+            file,
+            checkpoints,
+            key,
+            entry,
+            json,
+        }),
+        AuditCommand::Receipt { id, out, key, conn } => {
+            ledger::receipt(&id, out, key.as_deref(), &conn).await
+        }
+        AuditCommand::Watch {
+            state,
+            interval,
+            once,
+            key,
+            conn,
+        } => {
+            ledger::watch::run(
+                ledger::watch::WatchArgs {
+                    state,
+                    interval: std::time::Duration::from_secs(interval),
+                    once,
+                    key,
+                },
+                &conn,
+            )
+            .await
+        }
+        AuditCommand::Tail { conn } => ledger::tail::run(&conn).await,
     }
 }

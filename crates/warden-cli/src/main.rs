@@ -6,6 +6,7 @@
 mod args;
 mod client;
 mod commands;
+mod ledger;
 mod serve;
 mod worker;
 
@@ -34,6 +35,10 @@ fn main() -> ExitCode {
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             }) {
                 return ExitCode::SUCCESS;
+            }
+            if let Some(usage) = e.downcast_ref::<args::UsageError>() {
+                eprintln!("error: {usage}\n\nFor more information, try '--help'.");
+                return ExitCode::from(2);
             }
             eprintln!("error: {e:#}");
             ExitCode::from(1)

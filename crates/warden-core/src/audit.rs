@@ -141,6 +141,26 @@ pub struct AuditDraft {
 }
 
 impl AuditDraft {
+    /// An allowed action by `actor` with no warrant, request or metadata yet (work done by
+    /// Warden itself or the CLI; HTTP actions fill in the rest from the request).
+    pub fn new(tenant: TenantId, actor: Actor, action: impl Into<String>) -> Self {
+        Self {
+            tenant,
+            actor,
+            action: action.into(),
+            target: None,
+            outcome: Outcome::Allowed,
+            reason_code: None,
+            operator_reason: None,
+            operator_ticket: None,
+            scope: None,
+            source_ip: None,
+            request_id: None,
+            token_id: None,
+            metadata: serde_json::json!({}),
+        }
+    }
+
     /// The same draft, rejected with `code` (used when the action itself fails validation).
     pub fn rejected(mut self, code: ReasonCode) -> Self {
         self.outcome = Outcome::Rejected;

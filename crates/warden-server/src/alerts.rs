@@ -252,27 +252,17 @@ pub(crate) async fn evaluate(state: &AppState) {
 
 #[cfg(test)]
 mod tests {
-    use warden_core::audit::{Actor, AuditDraft, Outcome};
+    use warden_core::audit::{Actor, AuditDraft};
     use warden_core::names::AuditId;
 
     use super::*;
 
     fn entry(actor: &str, action: &str, at_secs: i64, seq: u64) -> AuditEntry {
-        AuditDraft {
-            tenant: TenantId::parse("acme").unwrap(),
-            actor: Actor::client(actor),
-            action: action.into(),
-            target: None,
-            outcome: Outcome::Allowed,
-            reason_code: None,
-            operator_reason: None,
-            operator_ticket: None,
-            scope: None,
-            source_ip: None,
-            request_id: None,
-            token_id: None,
-            metadata: serde_json::json!({}),
-        }
+        AuditDraft::new(
+            TenantId::parse("acme").unwrap(),
+            Actor::client(actor),
+            action,
+        )
         .into_entry(
             AuditId::new(),
             seq,

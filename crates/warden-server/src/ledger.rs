@@ -240,22 +240,12 @@ pub async fn run_retention(state: &AppState) -> Result<Vec<(TenantId, u64)>, Ser
             file.sync_all()?;
         }
         std::fs::rename(&partial, &path)?;
+        let actor = warden_core::audit::Actor {
+            kind: warden_core::audit::ActorKind::System,
+            name: "retention".into(),
+        };
         let entry = warden_core::audit::AuditDraft {
-            tenant: tenant.clone(),
-            actor: warden_core::audit::Actor {
-                kind: warden_core::audit::ActorKind::System,
-                name: "retention".into(),
-            },
-            action: "audit.retention".into(),
             target: Some(warden_core::audit::Target::new("log", tenant.as_str())),
-            outcome: warden_core::audit::Outcome::Allowed,
-            reason_code: None,
-            operator_reason: None,
-            operator_ticket: None,
-            scope: None,
-            source_ip: None,
-            request_id: None,
-            token_id: None,
             metadata: serde_json::json!({
                 "archived_from": from.to_string(),
                 "archived_to": upto.to_string(),
@@ -263,6 +253,7 @@ pub async fn run_retention(state: &AppState) -> Result<Vec<(TenantId, u64)>, Ser
                 "cutoff": cutoff.to_rfc3339(),
                 "retention_secs": period.to_string(),
             }),
+            ..warden_core::audit::AuditDraft::new(tenant.clone(), actor, "audit.retention")
         };
         let moved = state
             .store

@@ -202,6 +202,12 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = spawn_background(self.state.clone(), stop_rx);
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        // Tell open long-polls and live tails first, so the drain does not wait on them.
+        let state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            state.shutdown.send_replace(true);
+        };
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;

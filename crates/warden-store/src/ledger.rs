@@ -67,7 +67,9 @@ pub enum SelfCheckProblem {
         seq: u64,
     },
     /// The stored tree and leaves no longer give the checkpoint's root.
-    #[error("entries {from}..{size}: the stored tree no longer gives the root of the checkpoint of size {size}")]
+    #[error(
+        "entries {from}..{size}: the stored tree no longer gives the root of the checkpoint of size {size}"
+    )]
     Root {
         /// First entry checked.
         from: u64,
@@ -568,7 +570,10 @@ impl Store {
     }
 
     /// Where retention stands for the tenant's log (`None`: nothing archived yet).
-    pub async fn retention_status(&self, tenant: &TenantId) -> StoreResult<Option<RetentionStatus>> {
+    pub async fn retention_status(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<Option<RetentionStatus>> {
         let r = sqlx::query(
             "SELECT upto, last_run_at, last_moved, last_file FROM audit_archived WHERE tenant = $1",
         )
@@ -620,13 +625,14 @@ impl Store {
         .bind(file)
         .execute(&mut *tx)
         .await?;
-        let moved = sqlx::query("DELETE FROM audit_entries WHERE tenant = $1 AND seq >= $2 AND seq < $3")
-            .bind(tenant.as_str())
-            .bind(old as i64)
-            .bind(upto as i64)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let moved =
+            sqlx::query("DELETE FROM audit_entries WHERE tenant = $1 AND seq >= $2 AND seq < $3")
+                .bind(tenant.as_str())
+                .bind(old as i64)
+                .bind(upto as i64)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         sqlx::query("DELETE FROM audit_search WHERE tenant = $1 AND seq >= $2 AND seq < $3")
             .bind(tenant.as_str())
             .bind(old as i64)
@@ -646,7 +652,11 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok((
-                    row::parse("audit_heads", &row::text(r, "tenant")?, TenantId::parse_including_reserved)?,
+                    row::parse(
+                        "audit_heads",
+                        &row::text(r, "tenant")?,
+                        TenantId::parse_including_reserved,
+                    )?,
                     row::int(r, "next_seq")? as u64,
                 ))
             })
@@ -692,10 +702,7 @@ impl Store {
         if range.root() != c.root {
             return Ok((
                 c.size - from,
-                Some(SelfCheckProblem::Root {
-                    from,
-                    size: c.size,
-                }),
+                Some(SelfCheckProblem::Root { from, size: c.size }),
             ));
         }
         Ok((c.size - from, None))

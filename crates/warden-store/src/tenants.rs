@@ -1,7 +1,7 @@
 //! Tenants, OAuth clients (secrets stored as SHA-256 digests) and signing keys.
 
 use sqlx::Row;
-use warden_core::audit::{Actor, AuditDraft, Outcome, Target};
+use warden_core::audit::{Actor, AuditDraft, Target};
 use warden_core::names::{ClientId, ClientName, TenantId};
 use warden_core::reason::ReasonCode;
 use warden_core::scopes::Role;
@@ -91,19 +91,9 @@ fn cli_draft(
     metadata: serde_json::Value,
 ) -> AuditDraft {
     AuditDraft {
-        tenant: tenant.clone(),
-        actor: actor.clone(),
-        action: action.to_owned(),
         target: Some(Target::new("client", client.as_str())),
-        outcome: Outcome::Allowed,
-        reason_code: None,
-        operator_reason: None,
-        operator_ticket: None,
-        scope: None,
-        source_ip: None,
-        request_id: None,
-        token_id: None,
         metadata,
+        ..AuditDraft::new(tenant.clone(), actor.clone(), action)
     }
 }
 

@@ -2,6 +2,8 @@
 //! client commands, including the README's tour.
 
 mod crash;
+mod ledger;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -245,7 +247,12 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let listen = format!("127.0.0.1:{port}");
+        Self::start_at(data, &format!("127.0.0.1:{port}"))
+    }
+
+    /// The server on a given address (to restart one where its clients expect it).
+    fn start_at(data: &Path, listen: &str) -> Self {
+        let listen = listen.to_owned();
         let child = warden()
             .args([
                 "serve",

@@ -496,3 +496,46 @@ async fn the_leader_moves_finished_jobs_out_of_the_hot_table_and_they_stay_visib
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn stopping_the_server_answers_open_long_polls_and_ends_live_tails_at_once() {
+    for app in apps().await {
+        let b = app.backend;
+        let t = app.tenant("acme").await;
+        let (url, token, http) = (app.url.clone(), t.token.clone(), app.http.clone());
+        let poll = tokio::spawn(async move {
+            let body = json!({"agent_id": "w", "queues": ["q"], "max_jobs": 1, "lease_seconds": 30, "wait_ms": 30000});
+            let r = http
+                .post(format!("{url}/api/v1/leases"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            r.json::<Value>().await.unwrap()
+        });
+        let mut tail = app
+            .http
+            .get(format!("{}/api/v1/audit/stream", app.url))
+            .bearer_auth(&t.token)
+            .send()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        app.stop().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "[{b:?}] the drain waited on open requests ({:?})",
+            started.elapsed()
+        );
+        let body = poll.await.unwrap();
+        assert_eq!(body["jobs"], json!([]), "[{b:?}] answered with no jobs");
+        // The tail's body ends (after its opening comment).
+        let end = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(Some(_)) = tail.chunk().await {}
+        })
+        .await;
+        assert!(end.is_ok(), "[{b:?}] the live tail ended");
+    }
+}
