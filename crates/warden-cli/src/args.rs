@@ -418,6 +418,9 @@ pub enum AuditCommand {
         since: Option<String>,
         #[arg(long)]
         until: Option<String>,
+        /// Full text over reason, ticket and metadata: every word must occur.
+        #[arg(long)]
+        q: Option<String>,
         #[arg(long)]
         limit: Option<u32>,
         #[arg(long)]

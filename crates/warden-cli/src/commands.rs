@@ -695,6 +695,7 @@ async fn audit(cmd: AuditCommand) -> Result<()> {
             outcome,
             since,
             until,
+            q: text,
             limit,
             cursor,
             conn,
@@ -707,6 +708,7 @@ async fn audit(cmd: AuditCommand) -> Result<()> {
             opt(&mut q, "outcome", outcome);
             opt(&mut q, "since", since);
             opt(&mut q, "until", until);
+            opt(&mut q, "q", text);
             opt(&mut q, "limit", limit);
             opt(&mut q, "cursor", cursor);
             let (_, v) = Client::connect(&conn, Need::Default)
