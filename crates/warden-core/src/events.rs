@@ -29,6 +29,31 @@ pub struct AuditEvent {
     pub target: Option<String>,
 }
 
+/// A new signed checkpoint of a log — which log is not said (its origin names a tenant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckpointEvent {
+    /// When it was cut.
+    pub timestamp: Timestamp,
+    /// The tree size it commits to.
+    pub size: u64,
+    /// The root, base64.
+    pub root: String,
+}
+
+/// An alert raised — not whose log or which actor (the webhook, an operator's own
+/// endpoint, gets those).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlertEvent {
+    /// The rule, e.g. `bulk-replay` or `ledger.self_check`.
+    pub rule: String,
+    /// When it fired.
+    pub timestamp: Timestamp,
+    /// Entries counted in the rule's window (or the seq a self-check names).
+    pub count: u64,
+}
+
 impl AuditEvent {
     /// Reduce an entry to its event.
     pub fn from_entry(e: &AuditEntry) -> Self {
@@ -89,5 +114,32 @@ mod tests {
         // Unknown fields (e.g. a tenant smuggled in by a producer) are refused on decode.
         let smuggled = json.replacen('{', "{\"tenant\":\"acme\",", 1);
         assert!(serde_json::from_str::<AuditEvent>(&smuggled).is_err());
+    }
+
+    #[test]
+    fn checkpoint_and_alert_events_hold_only_their_metadata() {
+        let c = CheckpointEvent {
+            timestamp: Timestamp::from_micros(0),
+            size: 7,
+            root: "cm9vdA==".into(),
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["root", "size", "timestamp"]);
+        let a = AlertEvent {
+            rule: "bulk-replay".into(),
+            timestamp: Timestamp::from_micros(0),
+            count: 50,
+        };
+        let v = serde_json::to_value(&a).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["count", "rule", "timestamp"]);
+        // Nothing else gets in on the way back either.
+        assert!(
+            serde_json::from_str::<AlertEvent>(
+                r#"{"rule":"r","timestamp":"2026-01-01T00:00:00Z","count":1,"tenant":"acme"}"#
+            )
+            .is_err()
+        );
     }
 }

@@ -139,18 +139,21 @@ impl Evaluator {
 }
 
 impl AppState {
-    /// Raise an alert: event, metric, and the webhook (in the background).
-    pub fn raise_alert(&self, alert: Alert) {
+    /// Raise an alert: a metric, an event through the outbox, and the webhook (on its
+    /// own task, so nothing waits for it).
+    pub async fn raise_alert(&self, alert: Alert) {
         tracing::warn!(rule = %alert.rule, tenant = %alert.tenant, detail = %alert.detail, "alert");
         self.metrics
             .add("warden_alerts_total", vec![("rule", alert.rule.clone())], 1);
-        let event = serde_json::json!({
-            "type": "alert",
-            "rule": alert.rule,
-            "timestamp": alert.fired_at,
-            "count": alert.count,
-        });
-        let _ = self.events.send(event.to_string());
+        let event = warden_core::events::AlertEvent {
+            rule: alert.rule.clone(),
+            timestamp: alert.fired_at,
+            count: alert.count,
+        };
+        let payload = serde_json::to_string(&event).expect("events serialize");
+        if let Err(e) = self.store.publish_event("alert", &payload).await {
+            tracing::error!(error = %e, "could not put the alert on the outbox");
+        }
         if let Some(url) = self.config.alerts.webhook_url.clone() {
             let state = self.clone();
             tokio::spawn(async move { deliver(&state, &url, &alert).await });
@@ -245,7 +248,7 @@ pub(crate) async fn evaluate(state: &AppState) {
             .next
             .insert(tenant.clone(), last + 1);
         for alert in state.alerts.observe(&tenant, rules, &entries) {
-            state.raise_alert(alert);
+            state.raise_alert(alert).await;
         }
     }
 }

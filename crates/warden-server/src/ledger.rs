@@ -105,18 +105,10 @@ impl AppState {
         Ok(c)
     }
 
-    /// Publish a new checkpoint on the event bus and count it. The event is metadata
-    /// only (DESIGN.md §6): its size and root, not whose log it is.
-    fn checkpoint_cut(&self, c: &StoredCheckpoint) {
+    /// Count a new checkpoint (the store published its event through the outbox).
+    fn checkpoint_cut(&self, _c: &StoredCheckpoint) {
         self.metrics
             .add("warden_ledger_checkpoints_total", Vec::new(), 1);
-        let event = serde_json::json!({
-            "type": "checkpoint",
-            "timestamp": c.created_at,
-            "size": c.size,
-            "root": warden_ledger::hash::to_base64(&c.root),
-        });
-        let _ = self.events.send(event.to_string());
     }
 }
 
@@ -169,14 +161,16 @@ pub async fn self_check(
                         | warden_store::ledger::SelfCheckProblem::Missing { seq } => *seq,
                         warden_store::ledger::SelfCheckProblem::Root { size, .. } => *size,
                     };
-                    state.raise_alert(crate::alerts::Alert {
-                        rule: "ledger.self_check".into(),
-                        fired_at: Timestamp::now(),
-                        tenant: tenant.as_str().to_owned(),
-                        actor: None,
-                        count: seq,
-                        detail: p.to_string(),
-                    });
+                    state
+                        .raise_alert(crate::alerts::Alert {
+                            rule: "ledger.self_check".into(),
+                            fired_at: Timestamp::now(),
+                            tenant: tenant.as_str().to_owned(),
+                            actor: None,
+                            count: seq,
+                            detail: p.to_string(),
+                        })
+                        .await;
                     found.push((tenant, p));
                 }
             }

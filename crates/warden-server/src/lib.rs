@@ -19,6 +19,7 @@ pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod ledger;
 pub mod metrics;
@@ -85,6 +86,9 @@ pub struct StateInner {
     pub tickets: TicketPattern,
     /// The in-process event bus the outbox relay feeds (metadata-only JSON events).
     pub events: broadcast::Sender<String>,
+    /// Where the outbox relay publishes (the in-process bus first); see
+    /// [`AppState::add_transport`].
+    transports: std::sync::RwLock<Vec<std::sync::Arc<dyn events::EventTransport>>>,
     /// Poked after a commit that may have made jobs leasable; long-polls wait on it. Poke
     /// it through [`AppState::wake_workers`], which also tells the other nodes.
     pub work_available: tokio::sync::Notify,
@@ -122,6 +126,9 @@ impl AppState {
             alerts: alerts::Evaluator::default(),
             metrics: metrics::Metrics::default(),
             tickets,
+            transports: std::sync::RwLock::new(vec![std::sync::Arc::new(events::InProcess(
+                events.clone(),
+            ))]),
             events,
             work_available: tokio::sync::Notify::new(),
             node_id: uuid::Uuid::now_v7().to_string(),
@@ -130,6 +137,12 @@ impl AppState {
             shutdown: watch::channel(false).0,
             known_tenants: Mutex::new(HashSet::new()),
         })))
+    }
+
+    /// Publish outbox events to `transport` too (a broker; the in-process bus is always
+    /// there).
+    pub fn add_transport(&self, transport: std::sync::Arc<dyn events::EventTransport>) {
+        self.transports.write().expect("lock").push(transport);
     }
 
     /// Jobs may have become leasable: wake this node's long-polls now, and the other
@@ -554,8 +567,9 @@ async fn fire_schedules(state: &AppState) {
     }
 }
 
-/// Deliver outbox events to the in-process bus, then forget them.
-async fn relay_outbox(state: &AppState) {
+/// Deliver outbox events to every transport, then forget them; if a transport fails,
+/// keep them for the next pass (nothing acknowledged is lost, some may repeat).
+pub async fn relay_outbox(state: &AppState) {
     loop {
         let batch = match state.store.outbox_peek(1000).await {
             Ok(b) => b,
@@ -567,9 +581,17 @@ async fn relay_outbox(state: &AppState) {
         let Some(last) = batch.last().map(|e| e.id) else {
             return;
         };
+        let transports = state.transports.read().expect("lock").clone();
         for e in &batch {
-            // No subscriber is not an error: the bus is best-effort fan-out after commit.
-            let _ = state.events.send(e.payload.clone());
+            for t in &transports {
+                if let Err(err) = t.publish(&e.topic, &e.payload).await {
+                    tracing::warn!(error = %err, "event transport refused; will retry");
+                    state
+                        .metrics
+                        .add("warden_event_transport_failures_total", Vec::new(), 1);
+                    return;
+                }
+            }
         }
         if let Err(e) = state.store.outbox_ack(last).await {
             tracing::warn!(error = %e, "outbox relay could not acknowledge; will redeliver");

@@ -101,6 +101,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "When retention last ran (Unix seconds).",
     ),
     (
+        "warden_event_transport_failures_total",
+        "counter",
+        "Outbox relay passes a transport refused (the events stay and are sent again).",
+    ),
+    (
         "warden_events_relayed_total",
         "counter",
         "Outbox events delivered to the event bus.",

@@ -513,6 +513,17 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
+        if stored {
+            // Published through the outbox with the checkpoint itself: no bus outage
+            // loses it.
+            let event = warden_core::events::CheckpointEvent {
+                timestamp: now,
+                size: head.size,
+                root: warden_ledger::hash::to_base64(&head.root),
+            };
+            let payload = serde_json::to_string(&event).expect("events serialize");
+            crate::outbox::enqueue(&mut tx, "checkpoint", &payload, now).await?;
+        }
         let r = sqlx::query(
             "SELECT size, root, note, created_at FROM audit_checkpoints WHERE tenant = $1 AND size = $2",
         )

@@ -37,9 +37,19 @@ pub(crate) async fn enqueue_audit_events(
         // Compact JSON never contains a raw newline, so lines separate events exactly.
         payload.push_str(&serde_json::to_string(e).expect("events serialize"));
     }
+    enqueue(conn, "audit", &payload, now).await
+}
+
+/// Write one outbox row in the caller's transaction.
+pub(crate) async fn enqueue(
+    conn: &mut AnyConnection,
+    topic: &str,
+    payload: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
     sqlx::query("INSERT INTO outbox (created_at, topic, payload) VALUES ($1, $2, $3)")
         .bind(now.as_micros())
-        .bind("audit")
+        .bind(topic)
         .bind(payload)
         .execute(&mut *conn)
         .await?;
@@ -47,6 +57,15 @@ pub(crate) async fn enqueue_audit_events(
 }
 
 impl Store {
+    /// Put one event on the outbox in a transaction of its own (events not tied to a
+    /// change in the database, such as alerts); the relay delivers it like the others.
+    pub async fn publish_event(&self, topic: &str, payload: &str) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        enqueue(&mut tx, topic, payload, Timestamp::now()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The oldest undelivered events of at most `limit` transactions, in order.
     pub async fn outbox_peek(&self, limit: u32) -> StoreResult<Vec<OutboxEvent>> {
         let rows = sqlx::query("SELECT id, topic, payload FROM outbox ORDER BY id LIMIT $1")
