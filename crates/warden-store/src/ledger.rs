@@ -536,7 +536,10 @@ impl Store {
     }
 
     /// Entries with `seq` in `[from, to)`, oldest first, at most `limit`, as exported: the
-    /// canonical text exactly as hashed and the leaf hash.
+    /// canonical text exactly as hashed and the leaf hash. (The range is stated on both
+    /// tables: with it on the entries only, PostgreSQL chose a merge join that read every
+    /// leaf from the start of the log on each page — 162 ms a page half-way through a
+    /// million entries, 2.2 ms with it.)
     pub async fn export_entries(
         &self,
         tenant: &TenantId,
@@ -545,7 +548,7 @@ impl Store {
         limit: u32,
     ) -> StoreResult<Vec<ExportedEntry>> {
         let rows = sqlx::query(
-            "SELECT e.seq, e.canonical, l.leaf_hash FROM audit_entries e JOIN audit_leaves l ON l.tenant = e.tenant AND l.seq = e.seq WHERE e.tenant = $1 AND e.seq >= $2 AND e.seq < $3 ORDER BY e.seq LIMIT $4",
+            "SELECT e.seq, e.canonical, l.leaf_hash FROM audit_entries e JOIN audit_leaves l ON l.tenant = e.tenant AND l.seq = e.seq WHERE e.tenant = $1 AND e.seq >= $2 AND e.seq < $3 AND l.seq >= $2 AND l.seq < $3 ORDER BY e.seq LIMIT $4",
         )
         .bind(tenant.as_str())
         .bind(from as i64)
