@@ -404,11 +404,7 @@ impl Store {
         index: u64,
         size: u64,
     ) -> StoreResult<Vec<Hash>> {
-        let plan = proof::inclusion(index, size).map_err(out_of_range)?;
-        let mut conn = self.read_pool().acquire().await?;
-        let hashes = read_nodes(&mut conn, tenant, plan.ids()).await?;
-        plan.rehash(&hashes)
-            .map_err(|e| StoreError::corrupt("audit_nodes", e))
+        self.prove(tenant, proof::inclusion(index, size)).await
     }
 
     /// The RFC 9162 consistency proof from the tree of `from` to the tree of `to`.
@@ -418,7 +414,16 @@ impl Store {
         from: u64,
         to: u64,
     ) -> StoreResult<Vec<Hash>> {
-        let plan = proof::consistency(from, to).map_err(out_of_range)?;
+        self.prove(tenant, proof::consistency(from, to)).await
+    }
+
+    /// Read a proof plan's nodes in one statement and combine them into the proof.
+    async fn prove(
+        &self,
+        tenant: &TenantId,
+        plan: Result<proof::ProofPlan, proof::ProofError>,
+    ) -> StoreResult<Vec<Hash>> {
+        let plan = plan.map_err(out_of_range)?;
         let mut conn = self.read_pool().acquire().await?;
         let hashes = read_nodes(&mut conn, tenant, plan.ids()).await?;
         plan.rehash(&hashes)

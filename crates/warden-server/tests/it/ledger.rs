@@ -43,6 +43,15 @@ async fn fill(app: &TestApp, tenant: &str, n: usize) {
     app.store.append_audit_batch(drafts).await.unwrap();
 }
 
+/// The size of `tenant`'s log.
+async fn log_size(app: &TestApp, tenant: &str) -> u64 {
+    app.store
+        .ledger_head(&TenantId::parse(tenant).unwrap())
+        .await
+        .unwrap()
+        .size
+}
+
 /// A checkpoint note split into (origin, size, root) after checking its signature by hand:
 /// key hash = SHA-256(name ‖ "\n" ‖ 0x01 ‖ key)[..4]; signature over the text.
 fn open_by_hand(note: &str, key_line: &str) -> (String, u64, Hash) {
@@ -216,12 +225,7 @@ async fn proof_requests_out_of_range_are_validation_errors_naming_the_field() {
         let b = app.backend;
         let t = app.tenant("acme").await;
         fill(&app, "acme", 10).await;
-        let size = app
-            .store
-            .ledger_head(&TenantId::parse("acme").unwrap())
-            .await
-            .unwrap()
-            .size;
+        let size = log_size(&app, "acme").await;
         for (query, field) in [
             (format!("inclusion?seq={size}&tree_size={size}"), "seq"),
             (
@@ -282,12 +286,7 @@ async fn an_ndjson_export_verifies_offline_and_one_changed_character_is_named() 
             v.finish()
         };
         let report = verify(&export).unwrap_or_else(|e| panic!("[{b:?}] {e}"));
-        let size = app
-            .store
-            .ledger_head(&TenantId::parse("acme").unwrap())
-            .await
-            .unwrap()
-            .size;
+        let size = log_size(&app, "acme").await;
         assert_eq!(report.entries, size, "[{b:?}]");
 
         // Independently: canonicalize each entry (without leaf_hash), hash, compare roots.
@@ -388,12 +387,7 @@ async fn csv_and_json_exports_hold_every_entry() {
         let b = app.backend;
         let t = app.tenant("acme").await;
         fill(&app, "acme", 5).await;
-        let size = app
-            .store
-            .ledger_head(&TenantId::parse("acme").unwrap())
-            .await
-            .unwrap()
-            .size;
+        let size = log_size(&app, "acme").await;
         let a = app.get("/api/v1/audit/export?format=json", &t.token).await;
         assert_eq!(a.status, StatusCode::OK, "[{b:?}] {:?}", a.body);
         assert_eq!(
