@@ -58,7 +58,16 @@ pub struct IssuerState {
     pub config: ExternalIssuer,
     /// Its keys, refreshed from its JWKS.
     pub keys: RwLock<Option<Arc<KeySet>>>,
+    /// The client that fetches its `jwks_url` (trusting its `ca_file`).
+    http: Option<reqwest::Client>,
+    /// When a token naming a key we do not hold last made us fetch the JWKS early.
+    early_fetch: Mutex<Option<Instant>>,
 }
+
+/// The least time between two early fetches of one issuer's JWKS: an outside issuer that
+/// rotated its key is followed at once, a stream of tokens with made-up `kid`s cannot make
+/// us hammer it.
+const EARLY_FETCH_EVERY: Duration = Duration::from_secs(30);
 
 /// The token authority's runtime state.
 #[derive(Debug)]
@@ -100,6 +109,11 @@ impl Authority {
             let state = IssuerState {
                 config: cfg.clone(),
                 keys: RwLock::new(None),
+                http: match &cfg.jwks_url {
+                    Some(_) => Some(jwks_client(cfg)?),
+                    None => None,
+                },
+                early_fetch: Mutex::new(None),
             };
             if let Some(path) = &cfg.jwks_file {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -122,6 +136,11 @@ impl Authority {
             failed_client_auth: Mutex::new(HashMap::new()),
             auth_failures: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether any outside issuer's keys come from a URL (and need refreshing).
+    pub fn has_issuer_urls(&self) -> bool {
+        self.issuers.iter().any(|i| i.http.is_some())
     }
 
     fn keys_from_records(
@@ -156,32 +175,37 @@ impl Authority {
     }
 
     /// Fetch the JWKS of URL-configured issuers (at start and every 5 minutes).
-    pub async fn refresh_issuers(&self, http: &reqwest::Client) {
+    pub async fn refresh_issuers(&self) {
         for issuer in &self.issuers {
-            let Some(url) = &issuer.config.jwks_url else {
-                continue;
-            };
-            let fetched = async {
-                let text = http
-                    .get(url)
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .text()
-                    .await?;
-                Ok::<_, reqwest::Error>(text)
-            }
-            .await;
-            match fetched
-                .map_err(|e| e.to_string())
-                .and_then(|t| KeySet::from_jwks_json(&t).map_err(|e| e.to_string()))
-            {
-                Ok(set) => *issuer.keys.write().expect("lock") = Some(Arc::new(set)),
-                Err(e) => {
-                    tracing::warn!(issuer = %issuer.config.issuer, error = %e, "could not refresh issuer keys; keeping the previous ones")
+            issuer.fetch_keys().await;
+        }
+    }
+
+    /// Verify a bearer token like [`Authority::verify`]; when an outside issuer's token
+    /// names a key we do not hold, fetch that issuer's JWKS once (at most every
+    /// [`EARLY_FETCH_EVERY`]) and try again: the issuer may have rotated its key.
+    pub async fn verify_fetching(
+        &self,
+        token: &str,
+        config: &Config,
+    ) -> Result<(Claims, bool), JwtError> {
+        match self.verify(token, config) {
+            Err(JwtError::UnknownKeyId) => {
+                let iss = unverified_issuer(token);
+                let Some(issuer) = self
+                    .issuers
+                    .iter()
+                    .find(|i| Some(i.config.issuer.as_str()) == iss.as_deref())
+                else {
+                    return Err(JwtError::UnknownKeyId);
+                };
+                if !issuer.may_fetch_early() {
+                    return Err(JwtError::UnknownKeyId);
                 }
+                issuer.fetch_keys().await;
+                self.verify(token, config)
             }
+            other => other,
         }
     }
 
@@ -320,6 +344,51 @@ impl Authority {
     }
 }
 
+impl IssuerState {
+    /// Fetch this issuer's JWKS if it has a URL; on failure keep the keys we have.
+    async fn fetch_keys(&self) {
+        let (Some(url), Some(http)) = (&self.config.jwks_url, &self.http) else {
+            return;
+        };
+        let fetched = async {
+            let text = http
+                .get(url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await?;
+            Ok::<_, reqwest::Error>(text)
+        }
+        .await;
+        match fetched
+            .map_err(|e| e.to_string())
+            .and_then(|t| KeySet::from_jwks_json(&t).map_err(|e| e.to_string()))
+        {
+            Ok(set) => *self.keys.write().expect("lock") = Some(Arc::new(set)),
+            Err(e) => {
+                tracing::warn!(issuer = %self.config.issuer, error = %e, "could not refresh issuer keys; keeping the previous ones")
+            }
+        }
+    }
+
+    /// Whether an early fetch is allowed now (a URL issuer, none in the last
+    /// [`EARLY_FETCH_EVERY`]); if so, it is counted as done.
+    fn may_fetch_early(&self) -> bool {
+        if self.http.is_none() {
+            return false;
+        }
+        let mut last = self.early_fetch.lock().expect("lock");
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < EARLY_FETCH_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
 fn unverified_issuer(token: &str) -> Option<String> {
     use base64::Engine;
     let payload = token.split('.').nth(1)?;
@@ -406,7 +475,8 @@ impl FromRequestParts<AppState> for Caller {
             })?;
         let (claims, external) = state
             .authority
-            .verify(token, &state.config)
+            .verify_fetching(token, &state.config)
+            .await
             .map_err(|e| fail(failure_reason(&e), "the token is not valid"))?;
         let scopes = ScopeSet::parse(&claims.scope)
             .map_err(|_| fail("unknown_scope", "the token is not valid"))?;
@@ -457,4 +527,28 @@ impl FromRequestParts<AppState> for Caller {
             token_id: claims.jti,
         })
     }
+}
+
+/// The HTTP client for one issuer's `jwks_url`: TLS through rustls, trusting the system's
+/// roots and the certificates of the issuer's `ca_file`.
+fn jwks_client(cfg: &ExternalIssuer) -> Result<reqwest::Client, crate::ServerError> {
+    let fail = |e: String| crate::ServerError::Keys(format!("issuer {}: {e}", cfg.issuer));
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("warden/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(path) = &cfg.ca_file {
+        let pem = std::fs::read(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(fail(format!(
+                "{}: no PEM certificate in it",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| fail(e.to_string()))
 }

@@ -72,9 +72,14 @@ pub struct ExternalIssuer {
     /// A JWKS file…
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
-    /// …or URL (`http://`; fetched at start and every 5 minutes).
+    /// …or URL (`https://` or `http://`; fetched at start and every 5 minutes). HTTPS
+    /// trusts the system's root certificates plus `ca_file`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// PEM certificates to trust (besides the system's) when fetching `jwks_url`: the
+    /// private CA of an issuer inside an air-gapped site.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// The claim naming the tenant.
     #[serde(default = "default_tenant_claim")]
     pub tenant_claim: String,
@@ -311,6 +316,20 @@ impl Config {
             if i.jwks_file.is_some() == i.jwks_url.is_some() {
                 return Err(ConfigError::Invalid(format!(
                     "issuer {}: give exactly one of jwks_file, jwks_url",
+                    i.issuer
+                )));
+            }
+            if i.ca_file.is_some() && i.jwks_url.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "issuer {}: ca_file applies to jwks_url only",
+                    i.issuer
+                )));
+            }
+            if let Some(url) = &i.jwks_url
+                && !(url.starts_with("https://") || url.starts_with("http://"))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "issuer {}: jwks_url must be an https:// or http:// URL",
                     i.issuer
                 )));
             }

@@ -353,17 +353,11 @@ fn spawn_background(
             }
         }
     }));
-    if state
-        .authority
-        .issuers
-        .iter()
-        .any(|i| i.config.jwks_url.is_some())
-    {
+    if state.authority.has_issuer_urls() {
         let s = state.clone();
-        let http = reqwest::Client::new();
         tasks.push(every(Duration::from_secs(300), stop, move || {
-            let (s, http) = (s.clone(), http.clone());
-            async move { s.authority.refresh_issuers(&http).await }
+            let s = s.clone();
+            async move { s.authority.refresh_issuers().await }
         }));
     }
     tasks

@@ -458,6 +458,7 @@ async fn external_issuer_tokens_go_through_the_same_pipeline() {
                 audience: "warden-api".into(),
                 jwks_file: Some(path),
                 jwks_url: None,
+                ca_file: None,
                 tenant_claim: "org".into(),
             })
         })
@@ -495,4 +496,174 @@ async fn external_issuer_tokens_go_through_the_same_pipeline() {
         assert_eq!(entries[1]["reason_code"], "MISSING_OPERATOR_REASON");
         app.stop().await;
     }
+}
+
+/// A private CA and a server certificate it signed for 127.0.0.1: (CA PEM, chain, key).
+fn private_ca_and_server_cert() -> (
+    String,
+    Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
+    tokio_rustls::rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let key = tokio_rustls::rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
+    (ca.pem(), vec![leaf.der().clone()], key.into())
+}
+
+/// Serve the current `body` as JSON to every request over HTTPS on an ephemeral port; the
+/// URL and the PEM of the CA that signed the server's certificate.
+async fn serve_over_https(body: std::sync::Arc<std::sync::Mutex<String>>) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let (ca_pem, chain, key) = private_ca_and_server_cert();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body) = (acceptor.clone(), body.lock().unwrap().clone());
+            tokio::spawn(async move {
+                // A client that refuses our certificate ends the handshake: nothing to serve.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (url, ca_pem)
+}
+
+#[tokio::test]
+async fn external_issuer_keys_are_fetched_over_https_trusting_its_private_ca_and_follow_rotation() {
+    use warden_store::testing::TestDb;
+    let dir = tempfile::tempdir().unwrap();
+    let key = warden_authority::SigningKey::generate().unwrap();
+    let set = warden_authority::KeySet::new(vec![key.verifying_key()]).unwrap();
+    let jwks = std::sync::Arc::new(std::sync::Mutex::new(set.jwks().to_string()));
+    let (url, ca_pem) = serve_over_https(jwks.clone()).await;
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, &ca_pem).unwrap();
+    let issuer = |ca_file: Option<std::path::PathBuf>| warden_server::config::ExternalIssuer {
+        issuer: "https://idp.example".into(),
+        audience: "warden-api".into(),
+        jwks_file: None,
+        jwks_url: Some(url.clone()),
+        ca_file,
+        tenant_claim: "org".into(),
+    };
+    let now = warden_core::time::Timestamp::now().as_micros() / 1_000_000;
+    let sign = |key: &warden_authority::SigningKey| {
+        warden_authority::sign_jwt(
+            key,
+            &json!({"iss": "https://idp.example", "aud": "warden-api", "sub": "alice@example", "exp": now + 300, "iat": now, "jti": "ext-https", "org": "globex", "scope": "orch:read"}),
+        )
+    };
+    let token = sign(&key);
+
+    // Trusting the private CA: the keys are fetched (at start, by the refresh loop) and the
+    // issuer's tokens are accepted.
+    let trusting = issuer(Some(ca_path.clone()));
+    let app = TestApp::spawn_with(TestDb::sqlite(), |c| c.auth.issuers.push(trusting)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.app_state.authority.issuers[0]
+        .keys
+        .read()
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the issuer's keys were never fetched over https"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let a = app.get("/api/v1/queues", &token).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    // The issuer rotates its key: the first token naming the new key makes us fetch the
+    // JWKS again at once (not at the next 5-minute refresh); the old key is gone with it.
+    let rotated = warden_authority::SigningKey::generate().unwrap();
+    let new_set = warden_authority::KeySet::new(vec![rotated.verifying_key()]).unwrap();
+    *jwks.lock().unwrap() = new_set.jwks().to_string();
+    let a = app.get("/api/v1/queues", &sign(&rotated)).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    let a = app.get("/api/v1/queues", &token).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    // A made-up key id does not make us fetch again within 30 s.
+    let stranger = warden_authority::SigningKey::generate().unwrap();
+    *jwks.lock().unwrap() = warden_authority::KeySet::new(vec![stranger.verifying_key()])
+        .unwrap()
+        .jwks()
+        .to_string();
+    let a = app.get("/api/v1/queues", &sign(&stranger)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    app.stop().await;
+
+    // Without the CA the certificate is refused, no keys are loaded, and the token is not
+    // accepted.
+    let app = TestApp::spawn_with(TestDb::sqlite(), |c| c.auth.issuers.push(issuer(None))).await;
+    app.app_state.authority.refresh_issuers().await;
+    let a = app.get("/api/v1/queues", &token).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::UNAUTHORIZED, "UNAUTHENTICATED")
+    );
+    app.stop().await;
+}
+
+#[test]
+fn an_issuer_ca_file_that_holds_no_certificate_stops_the_server_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.pem");
+    std::fs::write(&path, "not a certificate\n").unwrap();
+    let mut config = warden_server::config::Config::default();
+    config
+        .auth
+        .issuers
+        .push(warden_server::config::ExternalIssuer {
+            issuer: "https://idp.example".into(),
+            audience: "warden-api".into(),
+            jwks_file: None,
+            jwks_url: Some("https://127.0.0.1:1/jwks.json".into()),
+            ca_file: Some(path),
+            tenant_claim: "org".into(),
+        });
+    config.validate().unwrap();
+    let err = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let db = warden_store::testing::TestDb::sqlite();
+        let store = db.open().await;
+        warden_server::auth::Authority::load(&store, &config)
+            .await
+            .unwrap_err()
+    });
+    assert!(err.to_string().contains("no PEM certificate"), "{err}");
 }
