@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::AuditEntry;
-use crate::names::AuditId;
+use crate::jobs::JobState;
+use crate::names::{AuditId, JobId, QueueName};
 use crate::reason::ReasonCode;
 use crate::time::Timestamp;
 
@@ -52,6 +53,64 @@ pub struct AlertEvent {
     pub timestamp: Timestamp,
     /// Entries counted in the rule's window (or the seq a self-check names).
     pub count: u64,
+}
+
+/// A job moved to a new state (one per timeline entry): not its tenant, payload, worker,
+/// actor, idempotency key or error text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransitionEvent {
+    /// When it moved.
+    pub timestamp: Timestamp,
+    /// Which job.
+    pub job_id: JobId,
+    /// The state it is in now.
+    pub state: JobState,
+    /// Its attempt count after the move.
+    pub attempt: u32,
+    /// Why, when the move has a code (e.g. `UPSTREAM_FAILED`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason_code: Option<ReasonCode>,
+}
+
+/// What happened to a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueChange {
+    /// It came into being (with its first job).
+    Created,
+    /// Leasing stopped.
+    Paused,
+    /// Leasing resumed.
+    Resumed,
+    /// Its concurrency or rate limits changed.
+    Limits,
+    /// Its retry defaults changed.
+    Retry,
+}
+
+/// A queue changed: which queue (its name, an object's name like an audit target) and
+/// how; not who changed it or why (the ledger has that).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueueEvent {
+    /// When.
+    pub timestamp: Timestamp,
+    /// The queue's name.
+    pub queue: String,
+    /// What changed.
+    pub change: QueueChange,
+}
+
+impl QueueEvent {
+    /// The event of `change` to `queue` at `timestamp`.
+    pub fn new(queue: &QueueName, change: QueueChange, timestamp: Timestamp) -> Self {
+        Self {
+            timestamp,
+            queue: queue.as_str().to_owned(),
+            change,
+        }
+    }
 }
 
 impl AuditEvent {
@@ -114,6 +173,39 @@ mod tests {
         // Unknown fields (e.g. a tenant smuggled in by a producer) are refused on decode.
         let smuggled = json.replacen('{', "{\"tenant\":\"acme\",", 1);
         assert!(serde_json::from_str::<AuditEvent>(&smuggled).is_err());
+    }
+
+    #[test]
+    fn job_and_queue_events_hold_only_their_metadata() {
+        let j = TransitionEvent {
+            timestamp: Timestamp::from_micros(0),
+            job_id: JobId::new(),
+            state: JobState::DeadLetter,
+            attempt: 3,
+            reason_code: Some(ReasonCode::UpstreamFailed),
+        };
+        let v = serde_json::to_value(&j).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["attempt", "jobId", "reasonCode", "state", "timestamp"]
+        );
+        assert_eq!(v["state"], "dead_letter");
+        let mut smuggled = v.clone();
+        smuggled["tenant"] = "acme".into();
+        assert!(serde_json::from_value::<TransitionEvent>(smuggled).is_err());
+        let q = QueueEvent::new(
+            &QueueName::parse("emails").unwrap(),
+            QueueChange::Paused,
+            Timestamp::from_micros(0),
+        );
+        let v = serde_json::to_value(&q).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["change", "queue", "timestamp"]);
+        assert_eq!(v["change"], "paused");
+        let mut smuggled = v;
+        smuggled["actor"] = "client:ops".into();
+        assert!(serde_json::from_value::<QueueEvent>(smuggled).is_err());
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub struct TransportError {
 
 /// Where outbox events go once committed.
 pub trait EventTransport: Send + Sync + std::fmt::Debug {
-    /// Publish one event (`topic`: `audit`, `checkpoint`, `alert`; `payload`: its
-    /// metadata-only JSON).
+    /// Publish one event (`topic`: `audit`, `job`, `queue`, `checkpoint`, `alert`;
+    /// `payload`: its metadata-only JSON).
     fn publish<'a>(
         &'a self,
         topic: &'a str,
@@ -32,19 +32,45 @@ pub trait EventTransport: Send + Sync + std::fmt::Debug {
     ) -> Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send + 'a>>;
 }
 
+/// One event on the in-process bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusEvent {
+    /// `audit`, `job`, `queue`, `checkpoint` or `alert`.
+    pub topic: String,
+    /// Its metadata-only JSON.
+    pub payload: String,
+}
+
 /// The in-process broadcast: fan-out to this node's subscribers (live tails). Having no
 /// subscriber is not a failure.
 #[derive(Debug, Clone)]
-pub struct InProcess(pub broadcast::Sender<String>);
+pub struct InProcess(pub broadcast::Sender<BusEvent>);
 
 impl EventTransport for InProcess {
     fn publish<'a>(
         &'a self,
-        _topic: &'a str,
+        topic: &'a str,
         payload: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<(), TransportError>> + Send + 'a>> {
-        let _ = self.0.send(payload.to_owned());
+        let _ = self.0.send(BusEvent {
+            topic: topic.to_owned(),
+            payload: payload.to_owned(),
+        });
         Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Wait for the next event of `topic` on the bus. Returns at once when this receiver
+/// fell behind (one of the missed events may have been of `topic`); never returns once
+/// the bus is closed.
+pub async fn next_of(bus: &mut broadcast::Receiver<BusEvent>, topic: &str) {
+    loop {
+        match bus.recv().await {
+            Ok(e) if e.topic == topic => return,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
     }
 }
 

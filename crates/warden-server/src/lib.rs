@@ -85,7 +85,7 @@ pub struct StateInner {
     /// The compiled ticket pattern.
     pub tickets: TicketPattern,
     /// The in-process event bus the outbox relay feeds (metadata-only JSON events).
-    pub events: broadcast::Sender<String>,
+    pub events: broadcast::Sender<events::BusEvent>,
     /// Where the outbox relay publishes (the in-process bus first); see
     /// [`AppState::add_transport`].
     transports: std::sync::RwLock<Vec<std::sync::Arc<dyn events::EventTransport>>>,

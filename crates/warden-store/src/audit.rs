@@ -220,7 +220,7 @@ pub(crate) async fn append_in_tx(
     ledger::store_frontier(conn, &tenant, &frontier).await?;
     count_in_tx(conn, &entries).await?;
     let events: Vec<AuditEvent> = entries.iter().map(AuditEvent::from_entry).collect();
-    outbox::enqueue_audit_events(conn, &events, now).await?;
+    outbox::enqueue_events(conn, "audit", &events, now).await?;
     Ok(entries)
 }
 

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use warden_core::audit::{AuditDraft, Target};
+use warden_core::events::{QueueChange, QueueEvent, TransitionEvent};
 use warden_core::jobs::{
     Job, JobEvent, JobState, NewJob, TimelineEntry, check_batch_dependencies,
     external_dependencies, transition,
@@ -15,7 +16,7 @@ use warden_core::reason::ReasonCode;
 use warden_core::time::Timestamp;
 
 use crate::sql::{ROWS_PER_STATEMENT, list_placeholders, values_placeholders};
-use crate::{Rejection, Store, StoreError, StoreResult, audit, row};
+use crate::{Rejection, Store, StoreError, StoreResult, audit, outbox, row};
 
 /// Filters of `GET /api/v1/jobs` and of bulk replay.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -202,6 +203,20 @@ pub(crate) async fn insert_events(
         }
         q.execute(&mut *conn).await?;
     }
+    // Every timeline entry is a transition: each goes on the event stream, committed with it.
+    let published: Vec<TransitionEvent> = events
+        .iter()
+        .map(|(id, e)| TransitionEvent {
+            timestamp: e.at,
+            job_id: *id,
+            state: e.state,
+            attempt: e.attempt,
+            reason_code: e.reason_code,
+        })
+        .collect();
+    if let Some((_, first)) = events.first() {
+        outbox::enqueue_events(conn, "job", &published, first.at).await?;
+    }
     Ok(())
 }
 
@@ -228,7 +243,7 @@ async fn ensure_queues(
     .await?;
     for chunk in seen.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO queues (tenant, name, paused, created_at, updated_at) VALUES {} ON CONFLICT (tenant, name) DO NOTHING",
+            "INSERT INTO queues (tenant, name, paused, created_at, updated_at) VALUES {} ON CONFLICT (tenant, name) DO NOTHING RETURNING name",
             values_placeholders(chunk.len(), 5, 1)
         );
         let sql = crate::sql::for_backend(conn, sql);
@@ -241,7 +256,15 @@ async fn ensure_queues(
                 .bind(now.as_micros())
                 .bind(now.as_micros());
         }
-        q.execute(&mut *conn).await?;
+        let created = q.fetch_all(&mut *conn).await?;
+        let created: Vec<QueueEvent> = created
+            .iter()
+            .map(|r| {
+                let name = row::parse("queues", &row::text(r, "name")?, QueueName::parse)?;
+                Ok(QueueEvent::new(&name, QueueChange::Created, now))
+            })
+            .collect::<StoreResult<_>>()?;
+        outbox::enqueue_events(conn, "queue", &created, now).await?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 use serde_json::{Value, json};
 use sqlx::AnyConnection;
 use warden_core::audit::AuditDraft;
+use warden_core::events::QueueChange;
 use warden_core::limits::{QueueLimits, TenantQuota, rate_text};
 use warden_core::names::{QueueName, TenantId};
 use warden_core::reason::ReasonCode;
@@ -184,6 +185,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let draft = with_before_after(draft, limits_metadata(&before), limits_metadata(&limits));
+        crate::outbox::enqueue_queue_change(&mut tx, name, QueueChange::Limits, now).await?;
         audit::append_in_tx(&mut tx, vec![draft], now).await?;
         tx.commit().await?;
         self.get_queue(tenant, name)

@@ -1,8 +1,10 @@
 //! The transactional outbox: events are written in the same transaction as the change that
 //! caused them, then relayed to the event bus after commit, so a bus outage loses nothing.
 
+use serde::Serialize;
 use sqlx::AnyConnection;
-use warden_core::events::AuditEvent;
+use warden_core::events::{QueueChange, QueueEvent};
+use warden_core::names::QueueName;
 use warden_core::time::Timestamp;
 
 use crate::{Store, StoreResult, row};
@@ -19,11 +21,12 @@ pub struct OutboxEvent {
     pub payload: String,
 }
 
-/// Write the events of one transaction as one outbox row (their JSON texts, one per line):
-/// a bulk action of 1,000 entries costs one insert here, and one delete when relayed.
-pub(crate) async fn enqueue_audit_events(
+/// Write `events` of one topic as one outbox row (their JSON texts, one per line): a bulk
+/// action of 1,000 entries costs one insert here, and one delete when relayed.
+pub(crate) async fn enqueue_events<T: Serialize>(
     conn: &mut AnyConnection,
-    events: &[AuditEvent],
+    topic: &str,
+    events: &[T],
     now: Timestamp,
 ) -> StoreResult<()> {
     if events.is_empty() {
@@ -37,7 +40,17 @@ pub(crate) async fn enqueue_audit_events(
         // Compact JSON never contains a raw newline, so lines separate events exactly.
         payload.push_str(&serde_json::to_string(e).expect("events serialize"));
     }
-    enqueue(conn, "audit", &payload, now).await
+    enqueue(conn, topic, &payload, now).await
+}
+
+/// Write the `queue` event of `change` to `queue` in the caller's transaction.
+pub(crate) async fn enqueue_queue_change(
+    conn: &mut AnyConnection,
+    queue: &QueueName,
+    change: QueueChange,
+    now: Timestamp,
+) -> StoreResult<()> {
+    enqueue_events(conn, "queue", &[QueueEvent::new(queue, change, now)], now).await
 }
 
 /// Write one outbox row in the caller's transaction.

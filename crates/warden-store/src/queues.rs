@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use warden_core::audit::AuditDraft;
+use warden_core::events::QueueChange;
 use warden_core::jobs::{JobState, RetryPolicy};
 use warden_core::names::{QueueName, TenantId};
 use warden_core::reason::ReasonCode;
@@ -14,7 +15,7 @@ use warden_core::time::Timestamp;
 pub use warden_core::limits::QueueLimits;
 
 use crate::sql::list_placeholders;
-use crate::{Store, StoreError, StoreResult, audit, row};
+use crate::{Store, StoreError, StoreResult, audit, outbox, row};
 
 /// A queue as served by `GET /api/v1/queues/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -290,6 +291,7 @@ impl Store {
             })
         };
         draft.metadata = serde_json::json!({"before": as_json(&before), "after": as_json(&retry)});
+        outbox::enqueue_queue_change(&mut tx, name, QueueChange::Retry, now).await?;
         audit::append_in_tx(&mut tx, vec![draft], now).await?;
         tx.commit().await?;
         self.get_queue(tenant, name)
@@ -409,6 +411,12 @@ impl Store {
         .bind(name.as_str())
         .execute(&mut *tx)
         .await?;
+        let change = if paused {
+            QueueChange::Paused
+        } else {
+            QueueChange::Resumed
+        };
+        outbox::enqueue_queue_change(&mut tx, name, change, now).await?;
         audit::append_in_tx(&mut tx, vec![draft], now).await?;
         tx.commit().await?;
         self.get_queue(tenant, name)

@@ -489,7 +489,7 @@ struct Tail {
     state: AppState,
     tenant: TenantId,
     next: u64,
-    bus: tokio::sync::broadcast::Receiver<String>,
+    bus: tokio::sync::broadcast::Receiver<crate::events::BusEvent>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     quiet_since: std::time::Instant,
 }
@@ -526,7 +526,7 @@ impl Tail {
             }
             // Woken by any audit event relayed on this node, or after a short poll.
             tokio::select! {
-                _ = self.bus.recv() => {}
+                _ = crate::events::next_of(&mut self.bus, "audit") => {}
                 _ = tokio::time::sleep(TAIL_POLL) => {}
                 _ = self.shutdown.changed() => {}
             }

@@ -6,6 +6,7 @@ mod audit;
 mod authority;
 mod cluster;
 mod errors;
+mod events;
 mod jobs;
 mod ledger;
 mod ops;

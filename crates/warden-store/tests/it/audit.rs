@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use warden_core::audit::{Actor, AuditDraft, Outcome, Target, leaf_hash};
-use warden_core::events::AuditEvent;
+use warden_core::events::{AuditEvent, TransitionEvent};
+use warden_core::jobs::JobState;
 use warden_core::names::AuditId;
 use warden_core::reason::ReasonCode;
 use warden_core::time::Timestamp;
@@ -555,6 +556,12 @@ async fn audited_actions_leave_a_metadata_only_event_in_the_outbox_until_acked()
             "[{b:?}] empty"
         );
         let job = enqueue_one(&store, &t, new_job("emails", "send", serde_json::json!({}))).await;
+        // The enqueue's own events (the queue came into being, the job is available).
+        let enqueued = store.outbox_peek(10).await.unwrap();
+        let topics: Vec<&str> = enqueued.iter().map(|e| e.topic.as_str()).collect();
+        assert_eq!(topics, ["queue", "job"], "[{b:?}]");
+        store.outbox_ack(enqueued[1].id).await.unwrap();
+
         let mut d = job_draft(&t, "job.cancel", job.id);
         d.actor = Actor::client("secret-operator");
         store.cancel_job_audited(&t, job.id, d).await.unwrap();
@@ -563,24 +570,32 @@ async fn audited_actions_leave_a_metadata_only_event_in_the_outbox_until_acked()
             .remove(0);
 
         let events = store.outbox_peek(10).await.unwrap();
-        assert_eq!(events.len(), 1, "[{b:?}] one event per entry");
-        let ev = &events[0];
-        assert_eq!(ev.topic, "audit", "[{b:?}]");
-        for secret in [
-            "acme-outbox-tenant",
-            "secret-operator",
-            "OPS-1",
-            "127.0.0.1",
-            "req-1",
-            "tok-1",
-        ] {
-            assert!(
-                !ev.payload.contains(secret),
-                "[{b:?}] {secret} leaked: {}",
-                ev.payload
-            );
+        let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
+        assert_eq!(
+            topics,
+            ["job", "audit"],
+            "[{b:?}] the transition and the entry, committed with the cancel"
+        );
+        for ev in &events {
+            for secret in [
+                "acme-outbox-tenant",
+                "secret-operator",
+                "OPS-1",
+                "127.0.0.1",
+                "req-1",
+                "tok-1",
+            ] {
+                assert!(
+                    !ev.payload.contains(secret),
+                    "[{b:?}] {secret} leaked: {}",
+                    ev.payload
+                );
+            }
         }
-        let decoded: AuditEvent = serde_json::from_str(&ev.payload).unwrap();
+        let transition: TransitionEvent = serde_json::from_str(&events[0].payload).unwrap();
+        assert_eq!(transition.job_id, job.id, "[{b:?}]");
+        assert_eq!(transition.state, JobState::Canceled, "[{b:?}]");
+        let decoded: AuditEvent = serde_json::from_str(&events[1].payload).unwrap();
         assert_eq!(decoded.event_id, entry.entry.id, "[{b:?}]");
         assert_eq!(decoded.action, "job.cancel", "[{b:?}]");
         assert_eq!(decoded.outcome, "allowed", "[{b:?}]");
@@ -590,7 +605,7 @@ async fn audited_actions_leave_a_metadata_only_event_in_the_outbox_until_acked()
         store.append_audit(draft(&t, "queue.pause")).await.unwrap();
         store.append_audit(draft(&t, "queue.resume")).await.unwrap();
         let events = store.outbox_peek(10).await.unwrap();
-        assert_eq!(events.len(), 3, "[{b:?}]");
+        assert_eq!(events.len(), 4, "[{b:?}]");
         assert!(
             events.windows(2).all(|w| w[0].id < w[1].id),
             "[{b:?}] oldest first"
@@ -603,7 +618,7 @@ async fn audited_actions_leave_a_metadata_only_event_in_the_outbox_until_acked()
         assert_eq!(store.outbox_ack(events[0].id).await.unwrap(), 1, "[{b:?}]");
         let rest = store.outbox_peek(10).await.unwrap();
         assert_eq!(rest, events[1..].to_vec(), "[{b:?}] acked event is gone");
-        assert_eq!(store.outbox_ack(events[2].id).await.unwrap(), 2, "[{b:?}]");
+        assert_eq!(store.outbox_ack(events[3].id).await.unwrap(), 3, "[{b:?}]");
         assert!(
             store.outbox_peek(10).await.unwrap().is_empty(),
             "[{b:?}] all acked"
