@@ -19,6 +19,10 @@ pub enum Command {
     /// Manage OAuth clients, working on the store directly.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Rotate and list the keys that sign tokens and checkpoints, working on the store
+    /// directly (running servers take up a rotated key within seconds).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Enqueue, inspect, cancel and replay jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
@@ -88,6 +92,34 @@ pub struct ServeArgs {
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a fresh key sign tokens or checkpoints. The old key is retired: it signs
+    /// nothing more but keeps verifying (JWKS, `/api/v1/audit/keys`). Audited as
+    /// `key.rotate` in the `_system` log.
+    Rotate {
+        /// `token` or `checkpoint`.
+        #[arg(long, value_parser = ["token", "checkpoint"])]
+        purpose: String,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the signing keys (never their secrets), oldest first.
+    List {
+        /// Only `token` or `checkpoint` keys.
+        #[arg(long, value_parser = ["token", "checkpoint"])]
+        purpose: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

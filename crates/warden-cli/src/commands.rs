@@ -14,8 +14,8 @@ use warden_store::tenants::ClientRecord;
 use warden_store::{Store, StoreOptions};
 
 use crate::args::{
-    AuditCommand, Cli, ClientsCommand, Command, ConnArgs, JobsCommand, QueuesCommand, QuotaCommand,
-    SchedulesCommand, StoreArgs, WarrantArgs,
+    AuditCommand, Cli, ClientsCommand, Command, ConnArgs, JobsCommand, KeysCommand, QueuesCommand,
+    QuotaCommand, SchedulesCommand, StoreArgs, WarrantArgs,
 };
 use crate::client::{Client, Need};
 use crate::{ledger, serve};
@@ -24,6 +24,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Clients(c) => clients(c).await,
+        Command::Keys(c) => keys(c).await,
         Command::Jobs(c) => jobs(c).await,
         Command::Queues(c) => queues(c).await,
         Command::Quota(c) => quota(c).await,
@@ -47,6 +48,10 @@ pub(crate) fn print_json(v: &Value) -> Result<()> {
 }
 
 async fn open_store(args: &StoreArgs) -> Result<Store> {
+    Ok(open_store_with_config(args).await?.1)
+}
+
+async fn open_store_with_config(args: &StoreArgs) -> Result<(warden_server::Config, Store)> {
     let config = serve::load_config(args, None)?;
     if config.database_url.is_none() {
         std::fs::create_dir_all(&config.data_dir)
@@ -55,7 +60,10 @@ async fn open_store(args: &StoreArgs) -> Result<Store> {
     let mut options = StoreOptions::new(config.store_url());
     options.max_connections = 2;
     options.sqlite_synchronous = config.sqlite.synchronous.clone();
-    Store::open(&options).await.context("cannot open the store")
+    let store = Store::open(&options)
+        .await
+        .context("cannot open the store")?;
+    Ok((config, store))
 }
 
 /// `cli:<os user>`: who ran a store-side command.
@@ -67,6 +75,107 @@ fn cli_actor() -> Actor {
         kind: ActorKind::Cli,
         name: user,
     }
+}
+
+async fn keys(cmd: KeysCommand) -> Result<()> {
+    use warden_server::auth::TOKEN_KEY_PURPOSE;
+    use warden_server::ledger::CHECKPOINT_KEY_PURPOSE;
+    match cmd {
+        KeysCommand::Rotate {
+            purpose,
+            warrant,
+            json,
+            store,
+        } => {
+            let (config, store) = open_store_with_config(&store).await?;
+            let warrant = local_warrant(&config, warrant)?;
+            let new = if purpose == CHECKPOINT_KEY_PURPOSE {
+                warden_server::ledger::new_checkpoint_key(&config.ledger_host())?
+            } else {
+                warden_server::auth::new_token_key()?
+            };
+            let retired = store.rotate_signing_key(&new, &warrant).await?;
+            if json {
+                print_json(&json!({"purpose": purpose, "kid": new.kid, "retired": retired}))
+            } else {
+                out(&format!(
+                    "{purpose} key {} now signs; retired (still verifying): {}\nRunning servers take it up within {} s.",
+                    new.kid,
+                    if retired.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        retired.join(", ")
+                    },
+                    warden_server::KEY_RELOAD_EVERY.as_secs()
+                ))
+            }
+        }
+        KeysCommand::List {
+            purpose,
+            json,
+            store,
+        } => {
+            let store = open_store(&store).await?;
+            let purposes = match &purpose {
+                Some(p) => vec![p.as_str()],
+                None => vec![TOKEN_KEY_PURPOSE, CHECKPOINT_KEY_PURPOSE],
+            };
+            let mut rows = Vec::new();
+            for p in purposes {
+                for k in store.signing_keys(p).await? {
+                    rows.push(json!({
+                        "purpose": k.purpose,
+                        "kid": k.kid,
+                        "created_at": k.created_at.to_string(),
+                        "retired_at": k.retired_at.map(|t| t.to_string()),
+                        "status": if k.retired_at.is_some() { "retired" } else { "active" },
+                    }));
+                }
+            }
+            if json {
+                return print_json(&Value::Array(rows));
+            }
+            out(&format!(
+                "{:<11} {:<44} {:<8} CREATED",
+                "PURPOSE", "KID", "STATUS"
+            ))?;
+            for r in rows {
+                out(&format!(
+                    "{:<11} {:<44} {:<8} {}",
+                    r["purpose"].as_str().unwrap_or(""),
+                    r["kid"].as_str().unwrap_or(""),
+                    r["status"].as_str().unwrap_or(""),
+                    r["created_at"].as_str().unwrap_or("")
+                ))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The warrant of a store-side operator command: `--reason` and `--ticket`, the ticket
+/// checked against the configured pattern like a token request's.
+fn local_warrant(
+    config: &warden_server::Config,
+    w: WarrantArgs,
+) -> Result<warden_store::tenants::LocalWarrant> {
+    if w.reason.trim().is_empty() {
+        bail!("--reason must not be empty");
+    }
+    let pattern = warden_core::scopes::TicketPattern::new(&config.auth.ticket_pattern)
+        .context("auth.ticket_pattern")?;
+    if !pattern.matches(&w.ticket) {
+        bail!(
+            "--ticket {:?} does not match the ticket pattern {}",
+            w.ticket,
+            config.auth.ticket_pattern
+        );
+    }
+    Ok(warden_store::tenants::LocalWarrant {
+        actor: cli_actor(),
+        reason: w.reason,
+        ticket: w.ticket,
+    })
 }
 
 fn client_json(c: &ClientRecord) -> Value {

@@ -24,7 +24,19 @@ use crate::error::ApiError;
 use crate::request_id::RequestId;
 
 /// The purpose under which token signing keys are stored.
-const TOKEN_KEY_PURPOSE: &str = "token";
+pub const TOKEN_KEY_PURPOSE: &str = "token";
+
+/// A fresh token signing key, ready to store.
+pub fn new_token_key() -> Result<SigningKeyRecord, crate::ServerError> {
+    let key = SigningKey::generate().map_err(|e| crate::ServerError::Keys(e.to_string()))?;
+    Ok(SigningKeyRecord {
+        kid: key.kid().to_owned(),
+        purpose: TOKEN_KEY_PURPOSE.into(),
+        secret: key.secret_bytes().to_vec(),
+        created_at: Timestamp::now(),
+        retired_at: None,
+    })
+}
 
 /// Who is calling, established from a verified token. Every tenant-scoped query takes its
 /// tenant from here; a request never names a tenant itself.
@@ -90,17 +102,7 @@ impl Authority {
     pub async fn load(store: &Store, config: &Config) -> Result<Self, crate::ServerError> {
         let mut records = store.signing_keys(TOKEN_KEY_PURPOSE).await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
-            let key =
-                SigningKey::generate().map_err(|e| crate::ServerError::Keys(e.to_string()))?;
-            store
-                .insert_signing_key_if_none(&SigningKeyRecord {
-                    kid: key.kid().to_owned(),
-                    purpose: TOKEN_KEY_PURPOSE.into(),
-                    secret: key.secret_bytes().to_vec(),
-                    created_at: Timestamp::now(),
-                    retired_at: None,
-                })
-                .await?;
+            store.insert_signing_key_if_none(&new_token_key()?).await?;
             records = store.signing_keys(TOKEN_KEY_PURPOSE).await?;
         }
         let (signing, keys) = Self::keys_from_records(&records)?;
@@ -141,6 +143,19 @@ impl Authority {
     /// Whether any outside issuer's keys come from a URL (and need refreshing).
     pub fn has_issuer_urls(&self) -> bool {
         self.issuers.iter().any(|i| i.http.is_some())
+    }
+
+    /// Take up a key rotated in the store (by `warden keys rotate`, maybe on another node):
+    /// sign with the active key, verify with all. Returns whether anything changed.
+    pub async fn reload_keys(&self, store: &Store) -> Result<bool, crate::ServerError> {
+        let records = store.signing_keys(TOKEN_KEY_PURPOSE).await?;
+        let (signing, keys) = Self::keys_from_records(&records)?;
+        if signing.kid() == self.signing_key().kid() && keys == *self.key_set() {
+            return Ok(false);
+        }
+        *self.keys.write().expect("lock") = Arc::new(keys);
+        *self.signing.write().expect("lock") = Arc::new(signing);
+        Ok(true)
     }
 
     fn keys_from_records(

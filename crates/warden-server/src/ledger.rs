@@ -23,9 +23,31 @@ pub const CHECKPOINT_KEY_PURPOSE: &str = "checkpoint";
 /// Checkpoint keys and origins.
 #[derive(Debug)]
 pub struct Ledger {
-    signer: Arc<Signer>,
-    verifiers: Vec<VerifierKey>,
+    keys: std::sync::RwLock<Arc<LedgerKeys>>,
     host: String,
+}
+
+/// The key that signs checkpoints now, and every key that ever did.
+#[derive(Debug)]
+struct LedgerKeys {
+    signer: Signer,
+    verifiers: Vec<VerifierKey>,
+}
+
+/// A fresh checkpoint key for the ledger host `host` (its key id depends on the name).
+pub fn new_checkpoint_key(host: &str) -> Result<SigningKeyRecord, ServerError> {
+    let seed = warden_authority::SigningKey::generate()
+        .map_err(|e| ServerError::Keys(e.to_string()))?
+        .secret_bytes();
+    let signer = Signer::from_seed(host, &seed)
+        .map_err(|e| ServerError::Keys(format!("ledger host {host:?}: {e}")))?;
+    Ok(SigningKeyRecord {
+        kid: format!("{:08x}", signer.key_id()),
+        purpose: CHECKPOINT_KEY_PURPOSE.into(),
+        secret: seed.to_vec(),
+        created_at: Timestamp::now(),
+        retired_at: None,
+    })
 }
 
 impl Ledger {
@@ -34,29 +56,46 @@ impl Ledger {
         let host = config.ledger_host();
         let mut records = store.signing_keys(CHECKPOINT_KEY_PURPOSE).await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
-            let seed = warden_authority::SigningKey::generate()
-                .map_err(|e| ServerError::Keys(e.to_string()))?
-                .secret_bytes();
-            let signer = Signer::from_seed(&host, &seed)
-                .map_err(|e| ServerError::Keys(format!("ledger host {host:?}: {e}")))?;
             store
-                .insert_signing_key_if_none(&SigningKeyRecord {
-                    kid: format!("{:08x}", signer.key_id()),
-                    purpose: CHECKPOINT_KEY_PURPOSE.into(),
-                    secret: seed.to_vec(),
-                    created_at: Timestamp::now(),
-                    retired_at: None,
-                })
+                .insert_signing_key_if_none(&new_checkpoint_key(&host)?)
                 .await?;
             records = store.signing_keys(CHECKPOINT_KEY_PURPOSE).await?;
         }
+        let keys = Self::keys_from_records(&host, &records)?;
+        Ok(Self {
+            keys: std::sync::RwLock::new(Arc::new(keys)),
+            host,
+        })
+    }
+
+    /// Take up a key rotated in the store (by `warden keys rotate`, maybe on another
+    /// node). Returns whether anything changed.
+    pub async fn reload_keys(&self, store: &Store) -> Result<bool, ServerError> {
+        let records = store.signing_keys(CHECKPOINT_KEY_PURPOSE).await?;
+        let keys = Self::keys_from_records(&self.host, &records)?;
+        let current = self.current();
+        if keys.signer.key_id() == current.signer.key_id() && keys.verifiers == current.verifiers {
+            return Ok(false);
+        }
+        *self.keys.write().expect("lock") = Arc::new(keys);
+        Ok(true)
+    }
+
+    fn current(&self) -> Arc<LedgerKeys> {
+        self.keys.read().expect("lock").clone()
+    }
+
+    fn keys_from_records(
+        host: &str,
+        records: &[SigningKeyRecord],
+    ) -> Result<LedgerKeys, ServerError> {
         let mut verifiers = Vec::new();
         let mut active = None;
-        for r in &records {
+        for r in records {
             let seed: [u8; 32] = r.secret.as_slice().try_into().map_err(|_| {
                 ServerError::Keys(format!("checkpoint key {} is not 32 bytes", r.kid))
             })?;
-            let signer = Signer::from_seed(&host, &seed)
+            let signer = Signer::from_seed(host, &seed)
                 .map_err(|e| ServerError::Keys(format!("ledger host {host:?}: {e}")))?;
             verifiers.push(signer.verifier_key());
             if r.retired_at.is_none() {
@@ -64,11 +103,7 @@ impl Ledger {
             }
         }
         let signer = active.ok_or_else(|| ServerError::Keys("no active checkpoint key".into()))?;
-        Ok(Self {
-            signer: Arc::new(signer),
-            verifiers,
-            host,
-        })
+        Ok(LedgerKeys { signer, verifiers })
     }
 
     /// The checkpoint origin of a tenant's log: `<host>/audit/<tenant>`.
@@ -78,13 +113,13 @@ impl Ledger {
 
     /// Every key a checkpoint of ours may be signed with (current and retired), in the
     /// note verifier key form.
-    pub fn verifier_keys(&self) -> &[VerifierKey] {
-        &self.verifiers
+    pub fn verifier_keys(&self) -> Vec<VerifierKey> {
+        self.current().verifiers.clone()
     }
 
     fn sign(&self, tenant: &TenantId, size: u64, root: &Hash) -> String {
         let body = Checkpoint::new(self.origin(tenant), size, *root);
-        SignedCheckpoint::sign(&body, &[&self.signer])
+        SignedCheckpoint::sign(&body, &[&self.current().signer])
             .expect("our checkpoint bodies are valid notes")
     }
 }

@@ -353,6 +353,12 @@ fn spawn_background(
             }
         }
     }));
+    // Every node takes up keys rotated in the store (`warden keys rotate`) within seconds.
+    let s = state.clone();
+    tasks.push(every(KEY_RELOAD_EVERY, stop.clone(), move || {
+        let s = s.clone();
+        async move { s.reload_keys().await }
+    }));
     if state.authority.has_issuer_urls() {
         let s = state.clone();
         tasks.push(every(Duration::from_secs(300), stop, move || {
@@ -382,6 +388,31 @@ where
             }
         }
     })
+}
+
+/// How often every node looks for signing keys rotated in the store.
+pub const KEY_RELOAD_EVERY: Duration = Duration::from_secs(5);
+
+impl AppState {
+    /// Take up token and checkpoint keys rotated in the store since the last look.
+    pub async fn reload_keys(&self) {
+        match self.authority.reload_keys(&self.store).await {
+            Ok(true) => {
+                tracing::info!(kid = %self.authority.signing_key().kid(), "now signing tokens with a rotated key")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload token keys; keeping the current ones")
+            }
+        }
+        match self.ledger.reload_keys(&self.store).await {
+            Ok(true) => tracing::info!("now signing checkpoints with a rotated key"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload checkpoint keys; keeping the current ones")
+            }
+        }
+    }
 }
 
 /// Hold or seek leadership: every second, a leader checks it still holds the lock (and

@@ -355,6 +355,80 @@ impl Store {
     }
 }
 
+/// A warrant for a change made from the command line on the store directly: who, why,
+/// under which ticket.
+#[derive(Debug, Clone)]
+pub struct LocalWarrant {
+    /// Who ran the command.
+    pub actor: Actor,
+    /// Why.
+    pub reason: String,
+    /// Under which ticket.
+    pub ticket: String,
+}
+
+impl Store {
+    /// Retire the active signing key of `new.purpose` and make `new` the one that signs,
+    /// with a `key.rotate` entry in the `_system` log, in one transaction. Retired keys
+    /// keep verifying (they stay in the JWKS and in `/api/v1/audit/keys`). Returns the
+    /// retired key ids.
+    pub async fn rotate_signing_key(
+        &self,
+        new: &SigningKeyRecord,
+        warrant: &LocalWarrant,
+    ) -> StoreResult<Vec<String>> {
+        let system = TenantId::system();
+        let mut tx = self.begin_write().await?;
+        let now = audit::lock_log(&mut tx, &system, self.dialect()).await?;
+        if self.backend() == crate::Backend::Postgres {
+            // The same lock a first start takes, so a rotation and a start never both
+            // leave an active key.
+            sqlx::query("SELECT pg_advisory_xact_lock(7254322)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let retired: Vec<String> = sqlx::query(
+            "SELECT kid FROM signing_keys WHERE purpose = $1 AND retired_at IS NULL ORDER BY kid",
+        )
+        .bind(new.purpose.as_str())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| row::text(r, "kid"))
+        .collect::<StoreResult<_>>()?;
+        if retired.iter().any(|k| k == &new.kid) {
+            return Err(StoreError::rejected(
+                ReasonCode::ValidationFailed,
+                format!("key {} is already the active {} key", new.kid, new.purpose),
+            ));
+        }
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $1 WHERE purpose = $2 AND retired_at IS NULL",
+        )
+        .bind(now.as_micros())
+        .bind(new.purpose.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, purpose, secret, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(new.kid.as_str())
+        .bind(new.purpose.as_str())
+        .bind(new.secret.clone())
+        .bind(now.as_micros())
+        .execute(&mut *tx)
+        .await?;
+        let mut draft = AuditDraft::new(system, warrant.actor.clone(), "key.rotate");
+        draft.target = Some(Target::new("key", new.kid.clone()));
+        draft.operator_reason = Some(warrant.reason.clone());
+        draft.operator_ticket = Some(warrant.ticket.clone());
+        draft.metadata = serde_json::json!({"purpose": new.purpose, "retired": retired});
+        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        tx.commit().await?;
+        Ok(retired)
+    }
+}
+
 enum ClientChange {
     Revoke,
     Rotate([u8; 32]),

@@ -722,3 +722,111 @@ fn tail_resumes_after_a_dropped_connection_without_losing_or_repeating_entries()
         "nothing is printed twice"
     );
 }
+
+/// The keys `/api/v1/audit/keys` serves right now.
+fn served_keys(log: &Log) -> Vec<VerifierKey> {
+    std::fs::read_to_string(log.keys())
+        .unwrap()
+        .lines()
+        .map(|l| VerifierKey::parse(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_rotated_checkpoint_key_signs_what_follows_and_what_it_signed_still_verifies() {
+    let log = Log::with_entries(1);
+    let data = log.data();
+    let old_note = log.path("old.note");
+    log.ok(&["audit", "checkpoint", "--out", &old_note]);
+    let old_keys = served_keys(&log);
+    assert_eq!(old_keys.len(), 1);
+
+    let rotate = |extra: &[&str]| {
+        let mut args = vec![
+            "keys",
+            "rotate",
+            "--purpose",
+            "checkpoint",
+            "--data-dir",
+            &data,
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &[])
+    };
+
+    // An operator command: no warrant, no rotation (exit 2, before the store is touched);
+    // a ticket that does not match the pattern is refused too.
+    let o = rotate(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = rotate(&["--reason", "yearly", "--ticket", "not a ticket"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ticket pattern"), "{}", stderr(&o));
+
+    // Rotated on the store while the server runs.
+    let o = rotate(&["--reason", "yearly rotation", "--ticket", "OPS-7", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rotated: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let old_kid = format!("{:08x}", old_keys[0].key_id());
+    assert_eq!(rotated["retired"], serde_json::json!([old_kid]));
+    let new_kid = rotated["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+
+    // The server takes the new key up within seconds and serves both.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let keys = loop {
+        let keys = served_keys(&log);
+        if keys.len() == 2 {
+            break keys;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never took up the rotated key"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let new_key: Vec<VerifierKey> = keys
+        .iter()
+        .filter(|k| format!("{:08x}", k.key_id()) == new_kid)
+        .cloned()
+        .collect();
+    assert_eq!(new_key.len(), 1, "{keys:?}");
+
+    // What follows is signed by the new key alone; what came before still verifies.
+    log.add_entry("after-rotation");
+    let new_note = log.path("new.note");
+    log.ok(&["audit", "checkpoint", "--out", &new_note]);
+    let new_note = std::fs::read_to_string(&new_note).unwrap();
+    let old_text = std::fs::read_to_string(&old_note).unwrap();
+    assert!(SignedCheckpoint::open(&new_note, &new_key).is_ok());
+    assert!(SignedCheckpoint::open(&new_note, &old_keys).is_err());
+    assert!(SignedCheckpoint::open(&old_text, &keys).is_ok());
+    let export = log.export("after.ndjson");
+    let keys_path = log.keys();
+    let o = verify(&[&export, "--key", &keys_path, "--checkpoint", &old_note]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+
+    let o = run(
+        &[
+            "keys",
+            "list",
+            "--purpose",
+            "checkpoint",
+            "--json",
+            "--data-dir",
+            &data,
+        ],
+        &[],
+    );
+    let listed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let status: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["kid"].as_str().unwrap(), k["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        status,
+        [(old_kid.as_str(), "retired"), (new_kid.as_str(), "active")]
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("secret"));
+}

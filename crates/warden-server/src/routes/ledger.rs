@@ -325,7 +325,7 @@ pub(crate) async fn ndjson_frame(
     last: &StoredCheckpoint,
 ) -> Result<(String, std::collections::VecDeque<StoredCheckpoint>, String), warden_store::StoreError>
 {
-    let mut head = keys_line(state.ledger.verifier_keys());
+    let mut head = keys_line(&state.ledger.verifier_keys());
     head.push('\n');
     let mut trailer = String::new();
     if begin > 0 {

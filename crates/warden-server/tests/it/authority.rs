@@ -667,3 +667,65 @@ fn an_issuer_ca_file_that_holds_no_certificate_stops_the_server_at_start() {
     });
     assert!(err.to_string().contains("no PEM certificate"), "{err}");
 }
+
+#[tokio::test]
+async fn a_rotated_token_key_signs_new_tokens_while_tokens_of_the_old_one_keep_working() {
+    for app in apps().await {
+        let b = app.backend;
+        let t = app.tenant("acme").await;
+        let old_kid = decode_part(&t.token, 0)["kid"].as_str().unwrap().to_owned();
+        let new = warden_server::auth::new_token_key().unwrap();
+        let warrant = warden_store::tenants::LocalWarrant {
+            actor: warden_core::audit::Actor::client("key-admin"),
+            reason: "yearly rotation".into(),
+            ticket: "OPS-7".into(),
+        };
+        let retired = app.store.rotate_signing_key(&new, &warrant).await.unwrap();
+        assert_eq!(retired, vec![old_kid.clone()], "[{b:?}]");
+        // Rotating to the key that is already active is refused, and changes nothing.
+        let again = app.store.rotate_signing_key(&new, &warrant).await;
+        assert!(again.is_err(), "[{b:?}]");
+        app.app_state.reload_keys().await;
+
+        let fresh = app.token(&t.admin, &[]).await;
+        assert_eq!(decode_part(&fresh, 0)["kid"], new.kid.as_str(), "[{b:?}]");
+        for token in [&t.token, &fresh] {
+            let a = app.get("/api/v1/queues", token).await;
+            assert_eq!(a.status, StatusCode::OK, "[{b:?}] {:?}", a.body);
+        }
+        let jwks = app
+            .send(Method::GET, "/.well-known/jwks.json", None, None)
+            .await
+            .body;
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids.len(), 2, "[{b:?}] {kids:?}");
+        assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new.kid.as_str()));
+
+        // The rotation is in the `_system` log, with its warrant; one entry, not two.
+        let entries = app
+            .store
+            .list_audit(
+                &warden_core::names::TenantId::system(),
+                &warden_store::audit::AuditFilter {
+                    actions: vec!["key.rotate".into()],
+                    ..Default::default()
+                },
+                None,
+                10,
+            )
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(entries.len(), 1, "[{b:?}]");
+        let e = &entries[0].entry;
+        assert_eq!(e.target_id.as_deref(), Some(new.kid.as_str()));
+        assert_eq!(e.operator_ticket.as_deref(), Some("OPS-7"));
+        assert_eq!(e.metadata["retired"], json!([old_kid]));
+        app.stop().await;
+    }
+}
