@@ -254,6 +254,254 @@ fn even_tie_partner(x: f64, s: u64, e: i32) -> Option<u64> {
     u64::try_from(partner).ok()
 }
 
+/// The largest integer every JSON reader holds exactly as an IEEE 754 double (2^53).
+const MAX_EXACT_INTEGER: u64 = 1 << 53;
+
+/// How deep [`canonical_members`] follows nested arrays and objects before giving up.
+const MAX_CHECKED_DEPTH: usize = 64;
+
+/// The top-level members of `text` — raw key bytes (between the quotes, escapes as written)
+/// and raw value text — if `text` is an object already in the RFC 8785 canonical form,
+/// byte for byte: `to_canonical_vec` of its parsed value would give back `text` itself.
+///
+/// Checked in one pass without building the value, so a reader of canonical text (the
+/// offline verifier) can hash the bytes it has. Conservative: `None` also for canonical
+/// text it does not prove canonical — numbers other than integers of magnitude ≤ 2^53, and
+/// nesting deeper than 64 — and the caller then parses and re-serializes.
+pub fn canonical_members(text: &str) -> Option<Vec<(&[u8], &[u8])>> {
+    let b = text.as_bytes();
+    let mut scan = Scan { b, i: 0 };
+    let mut members = Vec::with_capacity(24);
+    if scan.next()? != b'{' {
+        return None;
+    }
+    if scan.peek()? == b'}' {
+        scan.i += 1;
+    } else {
+        let mut previous: Option<&[u8]> = None;
+        loop {
+            let key = scan.string()?;
+            if let Some(p) = previous
+                && !key_order_ok(p, key)?
+            {
+                return None;
+            }
+            previous = Some(key);
+            if scan.next()? != b':' {
+                return None;
+            }
+            let start = scan.i;
+            scan.value(1)?;
+            members.push((key, &b[start..scan.i]));
+            match scan.next()? {
+                b',' => {}
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    (scan.i == b.len()).then_some(members)
+}
+
+/// Whether `text` is a JSON value already in canonical form (see [`canonical_members`]:
+/// the same rules, the same conservatism).
+pub fn is_canonical(text: &str) -> bool {
+    let mut scan = Scan {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    scan.value(0).is_some() && scan.i == text.len()
+}
+
+/// Keys in strictly increasing UTF-16 code-unit order (strictly: no key twice).
+fn key_order_ok(previous: &[u8], key: &[u8]) -> Option<bool> {
+    // Without escapes the raw bytes are the key's UTF-8. UTF-8 byte order is code point
+    // order, which is UTF-16 order unless a supplementary-plane character meets one in
+    // U+E000..U+FFFF: decode when either key has an escape or a lead byte of 4.
+    let plain = |k: &[u8]| k.iter().all(|&c| c != b'\\' && c < 0xf0);
+    if plain(previous) && plain(key) {
+        return Some(previous < key);
+    }
+    let (a, b) = (unescape(previous)?, unescape(key)?);
+    Some(a.encode_utf16().lt(b.encode_utf16()))
+}
+
+/// The text of a canonical string's raw bytes (escapes as [`Scan::string`] allows them).
+fn unescape(raw: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != b'\\' {
+            out.push(raw[i]);
+            i += 1;
+            continue;
+        }
+        let c = match raw[i + 1] {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'b' => 0x08,
+            b't' => 0x09,
+            b'n' => 0x0a,
+            b'f' => 0x0c,
+            b'r' => 0x0d,
+            b'u' => {
+                let hex = std::str::from_utf8(&raw[i + 4..i + 6]).ok()?;
+                i += 4;
+                u8::from_str_radix(hex, 16).ok()?
+            }
+            _ => return None,
+        };
+        out.push(c);
+        i += 2;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A cursor over text being checked for canonical form. Every method returns `None` as
+/// soon as the text is not canonical (or not provably so).
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i.checked_add(word.len())?;
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_CHECKED_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.integer(),
+            b'[' => {
+                self.i += 1;
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.value(depth + 1)?;
+                    match self.next()? {
+                        b',' => {}
+                        b']' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b'{' => {
+                self.i += 1;
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                let mut previous: Option<&[u8]> = None;
+                loop {
+                    let key = self.string()?;
+                    if let Some(p) = previous
+                        && !key_order_ok(p, key)?
+                    {
+                        return None;
+                    }
+                    previous = Some(key);
+                    if self.next()? != b':' {
+                        return None;
+                    }
+                    self.value(depth + 1)?;
+                    match self.next()? {
+                        b',' => {}
+                        b'}' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// `0`, or an optional `-` and digits without a leading zero, of magnitude ≤ 2^53:
+    /// exactly how JCS writes such an integer.
+    fn integer(&mut self) -> Option<()> {
+        let negative = self.peek()? == b'-';
+        if negative {
+            self.i += 1;
+        }
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        let digits = &self.b[start..self.i];
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) || digits.is_empty() || digits.len() > 16
+        {
+            return None;
+        }
+        if digits[0] == b'0' {
+            // `0` alone; never `-0` (JCS writes 0) or a leading zero.
+            return (digits.len() == 1 && !negative).then_some(());
+        }
+        let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        (n <= MAX_EXACT_INTEGER).then_some(())
+    }
+
+    /// A string as JCS writes it; returns its raw bytes between the quotes.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        if self.next()? != b'"' {
+            return None;
+        }
+        let start = self.i;
+        loop {
+            // Skip the bytes JCS writes as they are (the bulk of any string) in one sweep.
+            let rest = self.b.get(self.i..)?;
+            self.i += rest
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            match self.next()? {
+                b'"' => return Some(&self.b[start..self.i - 1]),
+                b'\\' => match self.next()? {
+                    b'"' | b'\\' | b'b' | b't' | b'n' | b'f' | b'r' => {}
+                    b'u' => {
+                        // Only a control character without a short form, in lower-case hex.
+                        let hex = self.b.get(self.i..self.i + 4)?;
+                        self.i += 4;
+                        let value = match hex {
+                            [b'0', b'0', h, l] if h.is_ascii_digit() => {
+                                let low = match l {
+                                    b'0'..=b'9' => l - b'0',
+                                    b'a'..=b'f' => l - b'a' + 10,
+                                    _ => return None,
+                                };
+                                (h - b'0') * 16 + low
+                            }
+                            _ => return None,
+                        };
+                        if value >= 0x20 || matches!(value, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                            return None;
+                        }
+                    }
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

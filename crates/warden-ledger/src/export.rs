@@ -80,7 +80,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use crate::canonical::to_canonical_vec;
+use crate::canonical::{canonical_members, to_canonical_vec};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::hash::{Hash, from_base64, leaf_hash, to_base64};
 use crate::note::{Note, NoteError, VerifierKey};
@@ -424,6 +424,8 @@ pub struct Verifier {
     checkpoints_total: usize,
     /// Checkpoints inside the pruned prefix, which cannot be checked against entries.
     checkpoints_unverifiable: usize,
+    /// Scratch for an entry's canonical text (reused line after line).
+    scratch: String,
 }
 
 impl Verifier {
@@ -454,6 +456,7 @@ impl Verifier {
             consistency: BTreeMap::new(),
             checkpoints_total: 0,
             checkpoints_unverifiable: 0,
+            scratch: String::new(),
         };
         for (i, note) in options.extra_checkpoints.iter().enumerate() {
             verifier.checkpoint(Location::ExtraCheckpoint(i + 1), note)?;
@@ -539,6 +542,9 @@ impl Verifier {
             return Ok(());
         }
         let location = Location::Line(self.line);
+        if let Some((seq, hashed)) = self.canonical_entry(line, location) {
+            return self.entry(seq, hashed);
+        }
         let malformed = |reason: &str| VerifyError::Malformed {
             location,
             reason: reason.to_owned(),
@@ -552,7 +558,20 @@ impl Verifier {
             let seq = object["seq"]
                 .as_u64()
                 .ok_or_else(|| malformed("the entry's seq is not a non-negative integer"))?;
-            return self.entry(location, seq, object);
+            let claimed = object.remove("leaf_hash");
+            let hashed = to_canonical_vec(&Value::Object(object))
+                .map_err(|e| malformed(&e.to_string()))
+                .and_then(|canonical| {
+                    let claimed = claimed
+                        .map(|c| {
+                            c.as_str()
+                                .and_then(from_base64)
+                                .ok_or_else(bad_leaf_hash(location))
+                        })
+                        .transpose()?;
+                    Ok((leaf_hash(&canonical), claimed))
+                });
+            return self.entry(seq, hashed);
         }
         let kind = match object.len() {
             1 => object.keys().next().cloned().unwrap_or_default(),
@@ -612,11 +631,58 @@ impl Verifier {
         }
     }
 
+    /// The fast path for an entry line the server wrote: its text without the trailing
+    /// `leaf_hash` member already canonical, so its bytes are hashed as they are, with no
+    /// parse and re-serialization. `None` for any line it cannot prove canonical (the
+    /// caller then takes the general path, which decides and reports): the leaf is the
+    /// same either way.
+    #[allow(clippy::type_complexity)]
+    fn canonical_entry(
+        &mut self,
+        line: &str,
+        location: Location,
+    ) -> Option<(u64, Result<(Hash, Option<Hash>), VerifyError>)> {
+        const CLAIM: &str = ",\"leaf_hash\":\"";
+        let (body, claimed) = match line.rfind(CLAIM) {
+            Some(at) if line.ends_with("\"}") => {
+                let b64 = &line[at + CLAIM.len()..line.len() - 2];
+                if b64.contains('"') {
+                    return None;
+                }
+                (&line[..at], Some(b64))
+            }
+            _ => (line.strip_suffix('}')?, None),
+        };
+        self.scratch.clear();
+        self.scratch.push_str(body);
+        self.scratch.push('}');
+        let members = canonical_members(&self.scratch)?;
+        let mut seq = None;
+        let mut id = false;
+        for (key, value) in members {
+            match key {
+                b"seq" => seq = Some(std::str::from_utf8(value).ok()?.parse::<u64>().ok()?),
+                b"id" => id = true,
+                b"leaf_hash" => return None,
+                _ => {}
+            }
+        }
+        let seq = seq.filter(|_| id)?;
+        let claimed = claimed
+            .map(|c| from_base64(c).ok_or_else(bad_leaf_hash(location)))
+            .transpose();
+        Some((
+            seq,
+            claimed.map(|claimed| (leaf_hash(self.scratch.as_bytes()), claimed)),
+        ))
+    }
+
+    /// Append the entry of `seq` whose leaf (and the `leaf_hash` it claims, if any) is
+    /// `hashed`.
     fn entry(
         &mut self,
-        location: Location,
         seq: u64,
-        mut entry: Map<String, Value>,
+        hashed: Result<(Hash, Option<Hash>), VerifyError>,
     ) -> Result<(), VerifyError> {
         if !self.started {
             self.start(CompactRange::new())?;
@@ -634,25 +700,9 @@ impl Verifier {
                 found: seq,
             });
         }
-        let claimed = entry.remove("leaf_hash");
-        let canonical =
-            to_canonical_vec(&Value::Object(entry)).map_err(|e| VerifyError::Malformed {
-                location,
-                reason: e.to_string(),
-            })?;
-        let leaf = leaf_hash(&canonical);
-        if let Some(claimed) = claimed {
-            let claimed =
-                claimed
-                    .as_str()
-                    .and_then(from_base64)
-                    .ok_or_else(|| VerifyError::Malformed {
-                        location,
-                        reason: "the entry's leaf_hash is not base64 of 32 bytes".to_owned(),
-                    })?;
-            if claimed != leaf {
-                return Err(VerifyError::LeafHashMismatch { seq });
-            }
+        let (leaf, claimed) = hashed?;
+        if claimed.is_some_and(|claimed| claimed != leaf) {
+            return Err(VerifyError::LeafHashMismatch { seq });
         }
         self.tree.append(leaf);
         self.entries += 1;
@@ -931,6 +981,14 @@ pub fn checkpoint_line(signed_note: &str) -> String {
 pub fn keys_line(keys: &[VerifierKey]) -> String {
     let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
     serde_json::json!({ "keys": keys }).to_string()
+}
+
+/// The error for an entry whose `leaf_hash` field is not a hash.
+fn bad_leaf_hash(location: Location) -> impl FnOnce() -> VerifyError {
+    move || VerifyError::Malformed {
+        location,
+        reason: "the entry's leaf_hash is not base64 of 32 bytes".to_owned(),
+    }
 }
 
 /// The leaf hash of an entry line's object: `SHA-256(0x00 ‖ JCS(entry))` without its

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use serde_json::{Number, Value};
 use sha2::{Digest, Sha256};
 use warden_ledger::canonical::{
-    CanonicalError, to_canonical_string, to_canonical_vec, write_canonical,
+    CanonicalError, canonical_members, is_canonical, to_canonical_string, to_canonical_vec,
+    write_canonical,
 };
 
 fn vectors_dir() -> PathBuf {
@@ -398,5 +399,153 @@ proptest! {
         let back: f64 = text.parse().unwrap();
         // -0 canonicalizes as 0 by design; every other double must survive exactly.
         prop_assert_eq!(back.to_bits(), if f == 0.0 { 0 } else { bits }, "{}", text);
+    }
+}
+
+/// JSON whose numbers are integers within ±2^53 (what the canonical check proves), with
+/// strings that need every kind of escape and keys that sort differently in UTF-8 and UTF-16.
+fn arb_exact_json() -> impl Strategy<Value = Value> {
+    let text = prop_oneof![
+        any::<String>(),
+        "[a-c\u{0}-\u{1f}\"\\\\/\u{7f}\u{e000}\u{ffff}\u{10000}\u{1f600}]{0,6}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-(1i64 << 53)..=(1i64 << 53)).prop_map(Value::from),
+        (-2i64..3).prop_map(Value::from),
+        text.clone().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 64, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(text.clone(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// An object of at least two members (like an audit entry), so edits can reorder them.
+fn arb_exact_object() -> impl Strategy<Value = Value> {
+    prop::collection::btree_map("[a-z\u{e000}\u{1f600}]{0,4}", arb_exact_json(), 2..8)
+        .prop_map(|m| Value::Object(m.into_iter().collect()))
+}
+
+/// One small edit of a JSON text, the kind that keeps it JSON but may make it not
+/// canonical: whitespace, an escape written another way, a number written another way,
+/// two members swapped.
+fn edit(text: &str, pick: usize) -> String {
+    let spots: Vec<usize> = text
+        .char_indices()
+        .filter(|(_, c)| matches!(c, ',' | ':' | '[' | '{'))
+        .map(|(i, _)| i + 1)
+        .collect();
+    match pick % 7 {
+        0 if !spots.is_empty() => {
+            let at = spots[pick / 7 % spots.len()];
+            format!("{} {}", &text[..at], &text[at..])
+        }
+        1 => text.replacen('a', "\\u0061", 1),
+        2 => text.replacen("\\n", "\\u000a", 1),
+        3 => text.replacen(":0", ":-0", 1).replacen(":1", ":1.0", 1),
+        4 => text.replacen(":1", ":1e0", 1).replacen(":2", ":02", 1),
+        5 => match text.find("\\u00") {
+            // An escape's hex digits in upper case.
+            Some(at) => format!(
+                "{}{}{}",
+                &text[..at + 4],
+                text[at + 4..at + 6].to_uppercase(),
+                &text[at + 6..]
+            ),
+            None => text.to_owned(),
+        },
+        _ => {
+            // Swap the first two members of the outermost object, if it has two.
+            let Ok(Value::Object(m)) = serde_json::from_str::<Value>(text) else {
+                return text.to_owned();
+            };
+            let mut members: Vec<String> = m
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}:{}",
+                        to_canonical_string(&Value::String(k.clone())).unwrap(),
+                        to_canonical_string(v).unwrap()
+                    )
+                })
+                .collect();
+            if members.len() < 2 {
+                return text.to_owned();
+            }
+            members.swap(0, 1);
+            format!("{{{}}}", members.join(","))
+        }
+    }
+}
+
+#[test]
+fn the_canonical_check_knows_what_jcs_would_write_differently() {
+    for (text, canonical) in [
+        (r#"{"a":1,"b":[true,null,"x"]}"#, true),
+        (r#"{"b":1,"a":2}"#, false),
+        (r#"{"a":1,"a":1}"#, false),
+        (r#"{"a": 1}"#, false),
+        (r#"{"a":-0}"#, false),
+        (r#"{"a":01}"#, false),
+        (r#"{"a":1.0}"#, false),
+        (r#"{"a":1e2}"#, false),
+        (r#"{"a":9007199254740992}"#, true),
+        // Canonical, but not proved: beyond 2^53, and fractions, go the slow way.
+        (r#"{"a":9007199254740993}"#, false),
+        (r#"{"a":4.5}"#, false),
+        (r#"{"a":"\u0041"}"#, false),
+        (r#"{"a":"\/"}"#, false),
+        (r#"{"a":"\u000a"}"#, false),
+        (r#"{"a":"\n\u001f"}"#, true),
+        (r#"{"a":"\u001F"}"#, false),
+        // U+1F600 (surrogates D83D DE00) sorts before U+E000 in UTF-16, JCS's order,
+        // though after it in UTF-8.
+        ("{\"\u{1f600}\":1,\"\u{e000}\":2}", true),
+        ("{\"\u{e000}\":1,\"\u{1f600}\":2}", false),
+        (r#"{"a":1}x"#, false),
+        (r#"{"a":1"#, false),
+    ] {
+        assert_eq!(is_canonical(text), canonical, "{text}");
+        assert_eq!(canonical_members(text).is_some(), canonical, "{text}");
+    }
+    let members = canonical_members(r#"{"id":"x","n":[1,{"a":2}],"seq":7}"#).unwrap();
+    let raw: Vec<(&[u8], &[u8])> = vec![
+        (b"id", br#""x""#),
+        (b"n", br#"[1,{"a":2}]"#),
+        (b"seq", b"7"),
+    ];
+    assert_eq!(members, raw);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Complete for what it proves: JCS output with integer numbers is always recognised.
+    #[test]
+    fn jcs_output_is_recognised_as_canonical(v in arb_exact_json()) {
+        let text = to_canonical_string(&v).unwrap();
+        prop_assert!(is_canonical(&text), "{}", text);
+        prop_assert_eq!(canonical_members(&text).is_some(), v.is_object());
+    }
+
+    /// Sound: whatever it accepts, JCS would write byte for byte the same — after any
+    /// small edit that keeps the text JSON.
+    #[test]
+    fn text_accepted_as_canonical_is_exactly_what_jcs_writes(
+        v in prop_oneof![arb_exact_json(), arb_exact_object()],
+        pick in any::<usize>(),
+    ) {
+        let text = edit(&to_canonical_string(&v).unwrap(), pick);
+        let Ok(parsed) = serde_json::from_str::<Value>(&text) else {
+            return Ok(());
+        };
+        if is_canonical(&text) {
+            prop_assert_eq!(to_canonical_string(&parsed).unwrap(), text);
+        }
     }
 }

@@ -658,3 +658,61 @@ fn entry_leaf_hash_ignores_the_leaf_hash_field() {
     let want: Hash = warden_ledger::hash::leaf_hash(&canonical);
     assert_eq!(plain, want);
 }
+
+/// The entry line as the server writes it: the canonical text, then its `leaf_hash`.
+fn server_line(entry: &Value, leaf: &Hash) -> String {
+    let canonical = warden_ledger::canonical::to_canonical_string(entry).unwrap();
+    format!(
+        "{},\"leaf_hash\":\"{}\"}}",
+        canonical.strip_suffix('}').unwrap(),
+        to_base64(leaf)
+    )
+}
+
+#[test]
+fn server_written_lines_and_lines_needing_a_reparse_verify_alike_and_catch_the_same_edits() {
+    let log = Log::new(40);
+    let n = log.entries.len();
+    // Server-shaped lines (hashed as they are), and the same entries written in ways that
+    // are not canonical (spaces, an escaped letter, the leaf_hash member first): the
+    // verifier must parse and re-serialize those, and reach the same leaves.
+    let mut fast = log.export();
+    let mut slow = log.export();
+    for seq in 0..n {
+        let (entry, leaf) = (&log.entries[seq], &log.tree.leaves[seq]);
+        fast[2 + seq] = server_line(entry, leaf);
+        slow[2 + seq] = match seq % 3 {
+            0 => server_line(entry, leaf).replacen(',', ", ", 3),
+            1 => server_line(entry, leaf).replacen("maintenance", "m\\u0061intenance", 1),
+            _ => format!(
+                "{{\"leaf_hash\":\"{}\",{}",
+                to_base64(leaf),
+                &entry.to_string()[1..]
+            ),
+        };
+    }
+    let report = verify(&fast).unwrap();
+    assert_eq!(report.entries, 40);
+    assert_eq!(verify(&slow).unwrap(), report);
+    for seq in [0, 1, 2, 39] {
+        for lines in [&mut fast.clone(), &mut slow.clone()] {
+            let line = &mut lines[2 + seq as usize];
+            *line = line.replacen("TICKET-123", "TICKET-124", 1);
+            assert!(
+                matches!(verify(lines), Err(VerifyError::LeafHashMismatch { seq: s }) if s == seq),
+                "seq {seq}"
+            );
+        }
+    }
+    // A forged leaf_hash on an untouched line is caught on the fast path too.
+    let mut forged = fast.clone();
+    forged[2 + 7] = server_line(&log.entries[7], &log.tree.leaves[8]);
+    assert!(matches!(
+        verify(&forged),
+        Err(VerifyError::LeafHashMismatch { seq: 7 })
+    ));
+    // And without leaf_hash members, an altered canonical line changes the root.
+    let mut bare = log.export();
+    alter(&mut bare, 12);
+    assert!(verify(&bare).is_err());
+}
