@@ -10,8 +10,8 @@ use warden_authority::ClientSecret;
 use warden_core::audit::{Actor, ActorKind};
 use warden_core::names::{ClientName, TenantId};
 use warden_core::scopes::Role;
+use warden_store::Store;
 use warden_store::tenants::ClientRecord;
-use warden_store::{Store, StoreOptions};
 
 use crate::args::{
     AuditCommand, Cli, ClientsCommand, Command, ConnArgs, JobsCommand, KeysCommand, QueuesCommand,
@@ -57,9 +57,8 @@ async fn open_store_with_config(args: &StoreArgs) -> Result<(warden_server::Conf
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     }
-    let mut options = StoreOptions::new(config.store_url());
+    let mut options = config.store_options()?;
     options.max_connections = 2;
-    options.sqlite_synchronous = config.sqlite.synchronous.clone();
     let store = Store::open(&options)
         .await
         .context("cannot open the store")?;

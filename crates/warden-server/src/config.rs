@@ -23,6 +23,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://…` to use PostgreSQL instead of the embedded SQLite (`--database-url`).
     pub database_url: Option<String>,
+    /// Seals the token and checkpoint signing keys in the store (`WARDEN_MASTER_KEY`: 32
+    /// random bytes in base64). Best given in the environment, not in a file.
+    pub master_key: Option<String>,
     /// The URL clients reach this server at; the tokens' `iss`.
     pub public_url: String,
     /// Token authority settings.
@@ -195,6 +198,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             data_dir: PathBuf::from("./warden-data"),
             database_url: None,
+            master_key: None,
             public_url: "http://127.0.0.1:8080".into(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
@@ -334,6 +338,7 @@ impl Config {
                 )));
             }
         }
+        self.store_options()?;
         if self.schedules.backfill_max_runs == 0 || self.schedules.backfill_max_runs > 100_000 {
             return Err(ConfigError::Invalid(
                 "schedules.backfill_max_runs must be 1..=100000".into(),
@@ -358,11 +363,28 @@ impl Config {
         }
     }
 
+    /// How to open the store this configuration names (its URL, SQLite durability, the
+    /// master key), for the server and the store-side commands alike.
+    pub fn store_options(&self) -> Result<warden_store::StoreOptions, ConfigError> {
+        let mut options = warden_store::StoreOptions::new(self.store_url());
+        options.sqlite_synchronous = self.sqlite.synchronous.clone();
+        options.master_key = self
+            .master_key
+            .as_deref()
+            .map(warden_store::sealing::MasterKey::from_base64)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(options)
+    }
+
     /// The configuration as TOML-ish JSON with secrets redacted, for `--print-config`.
     pub fn redacted(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("config serializes");
         if let Some(url) = &self.database_url {
             v["database_url"] = warden_store::redact_url(url).into();
+        }
+        if self.master_key.is_some() {
+            v["master_key"] = "***".into();
         }
         v
     }
@@ -419,6 +441,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("elevated_token_ttl_secs"));
+    }
+
+    #[test]
+    fn the_master_key_is_redacted_and_must_be_32_bytes_of_base64() {
+        let mut c = Config {
+            master_key: Some("c2VjcmV0LW1hc3Rlci1rZXktb2YtMzItYnl0ZXMhISE=".into()),
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert!(c.store_options().unwrap().master_key.is_some());
+        let shown = c.redacted().to_string();
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(shown.contains("\"master_key\":\"***\""), "{shown}");
+        c.master_key = Some("too-short".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("WARDEN_MASTER_KEY must be 32 random bytes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ use tokio::sync::{broadcast, watch};
 use warden_core::names::TenantId;
 use warden_core::scopes::TicketPattern;
 use warden_core::time::Timestamp;
-use warden_store::{Store, StoreError, StoreOptions};
+use warden_store::{Store, StoreError};
 
 pub use config::Config;
 pub use routes::router;
@@ -185,9 +185,7 @@ impl Application {
         if config.database_url.is_none() {
             std::fs::create_dir_all(&config.data_dir)?;
         }
-        let mut options = StoreOptions::new(config.store_url());
-        options.sqlite_synchronous = config.sqlite.synchronous.clone();
-        let store = Store::open(&options).await?;
+        let store = Store::open(&config.store_options()?).await?;
         store
             .ensure_tenant(&TenantId::parse("default").expect("valid"))
             .await?;

@@ -31,6 +31,7 @@ mod migrate;
 pub mod outbox;
 pub mod queues;
 pub mod schedules;
+pub mod sealing;
 mod sql;
 pub mod tenants;
 #[cfg(feature = "testing")]
@@ -108,6 +109,9 @@ pub enum StoreError {
     /// The URL names no supported backend.
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     UnsupportedUrl,
+    /// A signing key could not be opened (no master key, or the wrong one).
+    #[error("{0}")]
+    Sealing(#[from] sealing::SealingError),
 }
 
 impl StoreError {
@@ -201,6 +205,9 @@ pub struct StoreOptions {
     /// SQLite `synchronous` setting: `FULL` (default: every commit is on disk before it is
     /// acknowledged, surviving power loss) or `NORMAL` (survives a killed process, not an OS crash).
     pub sqlite_synchronous: String,
+    /// Seals signing keys at rest (`WARDEN_MASTER_KEY`); plain keys found at open are
+    /// sealed then.
+    pub master_key: Option<sealing::MasterKey>,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -209,6 +216,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("master_key", &self.master_key)
             .finish()
     }
 }
@@ -239,6 +247,7 @@ impl StoreOptions {
             url: url.into(),
             max_connections: 8,
             sqlite_synchronous: "FULL".into(),
+            master_key: None,
         }
     }
 }
@@ -261,6 +270,8 @@ struct Inner {
     rotation: std::sync::atomic::AtomicUsize,
     /// The connection URL, for the dedicated connections of [`cluster`].
     url: DbUrl,
+    /// Seals and opens signing keys.
+    master_key: Option<sealing::MasterKey>,
 }
 
 /// A connection URL whose `Debug` hides the password.
@@ -343,9 +354,11 @@ impl Store {
                 dialect: Dialect { backend },
                 rotation: std::sync::atomic::AtomicUsize::new(0),
                 url: DbUrl(options.url.clone()),
+                master_key: options.master_key.clone(),
             }),
         };
         migrate::run(&store).await?;
+        store.seal_plain_signing_keys().await?;
         Ok(store)
     }
 

@@ -7,7 +7,7 @@ use warden_core::reason::ReasonCode;
 use warden_core::scopes::Role;
 use warden_core::time::Timestamp;
 
-use crate::{Store, StoreError, StoreResult, audit, row};
+use crate::{Store, StoreError, StoreResult, audit, row, sealing};
 
 /// A client as the authority sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,7 +305,8 @@ impl Store {
         .await
     }
 
-    /// Signing keys for `purpose`, oldest first.
+    /// Signing keys for `purpose`, oldest first, their secrets opened with the master key
+    /// if they are sealed.
     pub async fn signing_keys(&self, purpose: &str) -> StoreResult<Vec<SigningKeyRecord>> {
         let rows = sqlx::query("SELECT kid, purpose, secret, created_at, retired_at FROM signing_keys WHERE purpose = $1 ORDER BY created_at, kid")
             .bind(purpose)
@@ -313,15 +314,59 @@ impl Store {
             .await?;
         rows.iter()
             .map(|r| {
+                let kid = row::text(r, "kid")?;
+                let stored: Vec<u8> = r.try_get("secret")?;
                 Ok(SigningKeyRecord {
-                    kid: row::text(r, "kid")?,
+                    secret: sealing::open(self.inner.master_key.as_ref(), purpose, &kid, &stored)?,
+                    kid,
                     purpose: row::text(r, "purpose")?,
-                    secret: r.try_get("secret")?,
                     created_at: Timestamp::from_micros(row::int(r, "created_at")?),
                     retired_at: row::opt_int(r, "retired_at")?.map(Timestamp::from_micros),
                 })
             })
             .collect()
+    }
+
+    /// The secret of `key` as it is stored: sealed when a master key is configured.
+    fn stored_secret(&self, key: &SigningKeyRecord) -> Vec<u8> {
+        match &self.inner.master_key {
+            Some(m) => m.seal(&key.purpose, &key.kid, &key.secret),
+            None => key.secret.clone(),
+        }
+    }
+
+    /// With a master key configured, seal every signing key still stored in the clear (a
+    /// store from before the master key was set), each with its purpose and id; a sealed
+    /// key that does not open with it stops the start. Returns how many were sealed.
+    pub(crate) async fn seal_plain_signing_keys(&self) -> StoreResult<u64> {
+        let Some(master) = &self.inner.master_key else {
+            return Ok(0);
+        };
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query("SELECT kid, purpose, secret FROM signing_keys")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut sealed = 0;
+        for r in &rows {
+            let (kid, purpose) = (row::text(r, "kid")?, row::text(r, "purpose")?);
+            let stored: Vec<u8> = r.try_get("secret")?;
+            if sealing::is_sealed(&stored) {
+                sealing::open(Some(master), &purpose, &kid, &stored)?;
+                continue;
+            }
+            sqlx::query("UPDATE signing_keys SET secret = $1 WHERE kid = $2 AND purpose = $3")
+                .bind(master.seal(&purpose, &kid, &stored))
+                .bind(kid.as_str())
+                .bind(purpose.as_str())
+                .execute(&mut *tx)
+                .await?;
+            sealed += 1;
+        }
+        tx.commit().await?;
+        if sealed > 0 {
+            tracing::info!(keys = sealed, "sealed signing keys with the master key");
+        }
+        Ok(sealed)
     }
 
     /// Store a new signing key unless one for `purpose` is already active (several nodes
@@ -346,7 +391,7 @@ impl Store {
         )
         .bind(key.kid.as_str())
         .bind(key.purpose.as_str())
-        .bind(key.secret.clone())
+        .bind(self.stored_secret(key))
         .bind(key.created_at.as_micros())
         .execute(&mut *tx)
         .await?;
@@ -414,7 +459,7 @@ impl Store {
         )
         .bind(new.kid.as_str())
         .bind(new.purpose.as_str())
-        .bind(new.secret.clone())
+        .bind(self.stored_secret(new))
         .bind(now.as_micros())
         .execute(&mut *tx)
         .await?;

@@ -729,3 +729,28 @@ async fn a_rotated_token_key_signs_new_tokens_while_tokens_of_the_old_one_keep_w
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_server_with_a_master_key_signs_as_usual_and_its_store_will_not_start_without_it() {
+    use warden_store::testing::TestDb;
+    let master = "c2VjcmV0LW1hc3Rlci1rZXktb2YtMzItYnl0ZXMhISE=";
+    for db in TestDb::all().await {
+        let b = db.backend;
+        let url = db.url.clone();
+        let app = TestApp::spawn_with(db, |c| c.master_key = Some(master.into())).await;
+        let t = app.tenant("acme").await;
+        let a = app.get("/api/v1/queues", &t.token).await;
+        assert_eq!(a.status, StatusCode::OK, "[{b:?}] {:?}", a.body);
+        // The same database opened without the master key: the keys stay shut, and the
+        // server says what is missing instead of minting a second set of keys.
+        let keyless = warden_store::Store::open(&warden_store::StoreOptions::new(url))
+            .await
+            .unwrap();
+        let err = warden_server::AppState::new(keyless, warden_server::Config::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("set WARDEN_MASTER_KEY"), "[{b:?}] {err}");
+        app.stop().await;
+    }
+}

@@ -389,3 +389,95 @@ async fn concurrent_creates_of_one_client_name_make_one_client_and_refuse_the_re
         }
     }
 }
+
+#[tokio::test]
+async fn with_a_master_key_signing_keys_are_sealed_at_rest_and_open_only_with_it() {
+    use base64::Engine as _;
+    use warden_store::sealing::{MasterKey, SealingError};
+    use warden_store::{Store, StoreError, StoreOptions};
+    let master = |byte: u8| {
+        MasterKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([byte; 32]))
+            .unwrap()
+    };
+    let open = |db: &TestDb, key: Option<MasterKey>| {
+        let mut options = StoreOptions::new(db.url.clone());
+        options.master_key = key;
+        async move { Store::open(&options).await }
+    };
+    let key = |kid: &str, byte: u8| SigningKeyRecord {
+        kid: kid.into(),
+        purpose: "token".into(),
+        secret: vec![byte; 32],
+        created_at: Timestamp::now(),
+        retired_at: None,
+    };
+    // What a copy of the database holds, read around the store.
+    let raw_secrets = |url: String| async move {
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let rows = sqlx::query("SELECT secret FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        rows.iter()
+            .map(|r| sqlx::Row::try_get::<Vec<u8>, _>(r, "secret").unwrap())
+            .collect::<Vec<_>>()
+    };
+    for db in TestDb::all().await {
+        let b = db.backend;
+        // A store from before the master key: its key is in the clear…
+        let plain = db.open().await;
+        plain
+            .insert_signing_key_if_none(&key("k1", 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            raw_secrets(db.url.clone()).await,
+            vec![vec![1u8; 32]],
+            "[{b:?}]"
+        );
+        // …and sealed the first time the store is opened with one.
+        let sealed = open(&db, Some(master(7))).await.unwrap();
+        let stored = raw_secrets(db.url.clone()).await;
+        assert_eq!(stored[0].len(), 64, "[{b:?}]");
+        assert!(!stored[0].windows(32).any(|w| w == [1u8; 32]), "[{b:?}]");
+        // A rotation stores the new key sealed too; both read back in the clear.
+        let warrant = warden_store::tenants::LocalWarrant {
+            actor: Actor::client("key-admin"),
+            reason: "rotation".into(),
+            ticket: "OPS-1".into(),
+        };
+        sealed
+            .rotate_signing_key(&key("k2", 2), &warrant)
+            .await
+            .unwrap();
+        let stored = raw_secrets(db.url.clone()).await;
+        assert!(stored.iter().all(|s| s.len() == 64), "[{b:?}]");
+        let keys = sealed.signing_keys("token").await.unwrap();
+        let secrets: Vec<Vec<u8>> = keys.iter().map(|k| k.secret.clone()).collect();
+        assert_eq!(secrets, vec![vec![1u8; 32], vec![2u8; 32]], "[{b:?}]");
+
+        // Without the master key the keys cannot be read; with another one the store does
+        // not even open.
+        let without = db.open().await;
+        assert!(
+            matches!(
+                without.signing_keys("token").await,
+                Err(StoreError::Sealing(SealingError::NoMasterKey { .. }))
+            ),
+            "[{b:?}]"
+        );
+        let wrong = open(&db, Some(master(8))).await;
+        assert!(
+            matches!(
+                wrong,
+                Err(StoreError::Sealing(SealingError::WrongMasterKey { .. }))
+            ),
+            "[{b:?}] {wrong:?}"
+        );
+    }
+}
