@@ -110,6 +110,17 @@ pub enum KeysCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Change the master key: seal every signing key with the one in
+    /// `WARDEN_NEW_MASTER_KEY` (opened with `WARDEN_MASTER_KEY`, if keys are sealed now).
+    /// Audited as `key.reseal`. Restart the servers with the new key afterwards.
+    Reseal {
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// List the signing keys (never their secrets), oldest first.
     List {
         /// Only `token` or `checkpoint` keys.

@@ -109,6 +109,28 @@ async fn keys(cmd: KeysCommand) -> Result<()> {
                 ))
             }
         }
+        KeysCommand::Reseal {
+            warrant,
+            json,
+            store,
+        } => {
+            // Read from the environment, never a flag: a flag shows in `ps`.
+            let new = std::env::var("WARDEN_NEW_MASTER_KEY").context(
+                "set WARDEN_NEW_MASTER_KEY to the new master key (32 random bytes, base64)",
+            )?;
+            let new = warden_store::sealing::MasterKey::from_base64(&new)
+                .context("WARDEN_NEW_MASTER_KEY")?;
+            let (config, store) = open_store_with_config(&store).await?;
+            let warrant = local_warrant(&config, warrant)?;
+            let n = store.reseal_signing_keys(&new, &warrant).await?;
+            if json {
+                print_json(&json!({"resealed": n}))
+            } else {
+                out(&format!(
+                    "{n} signing keys sealed with the new master key.\nRestart every server with WARDEN_MASTER_KEY set to it; until then they keep the keys they hold but cannot take up a rotation."
+                ))
+            }
+        }
         KeysCommand::List {
             purpose,
             json,

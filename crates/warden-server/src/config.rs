@@ -262,6 +262,8 @@ const CLIENT_SIDE_ENV: &[&str] = &[
     "WARDEN_CLIENT_SECRET",
     "WARDEN_CONFIG",
     "WARDEN_LOG",
+    // Read by `warden keys reseal` only.
+    "WARDEN_NEW_MASTER_KEY",
 ];
 
 impl Config {

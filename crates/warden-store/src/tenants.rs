@@ -335,6 +335,41 @@ impl Store {
         }
     }
 
+    /// Seal every signing key with `new` instead of the current master key (or instead of
+    /// nothing, for keys stored in the clear), with a `key.reseal` entry in the `_system`
+    /// log, in one transaction. Afterwards the store opens only with `new`. Returns how
+    /// many keys were resealed.
+    pub async fn reseal_signing_keys(
+        &self,
+        new: &sealing::MasterKey,
+        warrant: &LocalWarrant,
+    ) -> StoreResult<u64> {
+        let system = TenantId::system();
+        let mut tx = self.begin_write().await?;
+        let now = audit::lock_log(&mut tx, &system, self.dialect()).await?;
+        let rows = sqlx::query("SELECT kid, purpose, secret FROM signing_keys ORDER BY kid")
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in &rows {
+            let (kid, purpose) = (row::text(r, "kid")?, row::text(r, "purpose")?);
+            let stored: Vec<u8> = r.try_get("secret")?;
+            let secret = sealing::open(self.inner.master_key.as_ref(), &purpose, &kid, &stored)?;
+            sqlx::query("UPDATE signing_keys SET secret = $1 WHERE kid = $2 AND purpose = $3")
+                .bind(new.seal(&purpose, &kid, &secret))
+                .bind(kid.as_str())
+                .bind(purpose.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut draft = AuditDraft::new(system, warrant.actor.clone(), "key.reseal");
+        draft.operator_reason = Some(warrant.reason.clone());
+        draft.operator_ticket = Some(warrant.ticket.clone());
+        draft.metadata = serde_json::json!({"keys": rows.len()});
+        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
     /// With a master key configured, seal every signing key still stored in the clear (a
     /// store from before the master key was set), each with its purpose and id; a sealed
     /// key that does not open with it stops the start. Returns how many were sealed.

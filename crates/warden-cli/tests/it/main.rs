@@ -242,18 +242,28 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Self {
+        Self::start_with_env(data, &[])
+    }
+
+    /// The server on an ephemeral port, with `env` set.
+    fn start_with_env(data: &Path, env: &[(&str, &str)]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        Self::start_at(data, &format!("127.0.0.1:{port}"))
+        Self::start_at_with_env(data, &format!("127.0.0.1:{port}"), env)
     }
 
     /// The server on a given address (to restart one where its clients expect it).
     fn start_at(data: &Path, listen: &str) -> Self {
+        Self::start_at_with_env(data, listen, &[])
+    }
+
+    fn start_at_with_env(data: &Path, listen: &str, env: &[(&str, &str)]) -> Self {
         let listen = listen.to_owned();
         let child = warden()
+            .envs(env.iter().copied())
             .args([
                 "serve",
                 "--data-dir",
@@ -756,4 +766,83 @@ fn worker_runs_a_shell_command_per_job_and_stops_on_sigterm() {
     };
     assert!(status.success(), "worker exits 0 on SIGTERM: {status:?}");
     assert!(server.terminate().success());
+}
+
+#[test]
+fn keys_reseal_moves_the_signing_keys_to_a_new_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (old, new) = (
+        "c2VjcmV0LW1hc3Rlci1rZXktb2YtMzItYnl0ZXMhISE=",
+        "YW5vdGhlci1tYXN0ZXIta2V5LW9mLTMyLWJ5dGVzISE=",
+    );
+    // Keys are made by the server on its first start: start one under `old`, wait for
+    // both keys, stop it.
+    let server = Server::start_with_env(Path::new(data), &[("WARDEN_MASTER_KEY", old)]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = run(
+            &["keys", "list", "--json", "--data-dir", data],
+            &[("WARDEN_MASTER_KEY", old)],
+        );
+        let n = serde_json::from_slice::<Value>(&o.stdout)
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len));
+        if n == Some(2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server never made its keys");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(server);
+    let reseal = |env: &[(&str, &str)]| {
+        run(
+            &[
+                "keys",
+                "reseal",
+                "--reason",
+                "yearly",
+                "--ticket",
+                "OPS-9",
+                "--json",
+                "--data-dir",
+                data,
+            ],
+            env,
+        )
+    };
+    let o = reseal(&[("WARDEN_MASTER_KEY", old)]);
+    assert_eq!(o.status.code(), Some(1), "no new key given");
+    assert!(
+        stderr(&o).contains("WARDEN_NEW_MASTER_KEY"),
+        "{}",
+        stderr(&o)
+    );
+    let o = reseal(&[("WARDEN_NEW_MASTER_KEY", new)]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the current key is needed to open them"
+    );
+    assert!(
+        stderr(&o).contains("set WARDEN_MASTER_KEY"),
+        "{}",
+        stderr(&o)
+    );
+    let o = reseal(&[("WARDEN_MASTER_KEY", old), ("WARDEN_NEW_MASTER_KEY", new)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["resealed"], 2, "the token key and the checkpoint key");
+    let list = |key: &str| {
+        run(
+            &["keys", "list", "--json", "--data-dir", data],
+            &[("WARDEN_MASTER_KEY", key)],
+        )
+    };
+    assert_eq!(
+        list(old).status.code(),
+        Some(1),
+        "the old key no longer opens the store"
+    );
+    assert!(list(new).status.success());
 }
