@@ -438,6 +438,24 @@ pub enum SchedulesCommand {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Pause a schedule: no runs until resumed (needs `orch:operate`; audited
+    /// `schedule.pause`).
+    Pause {
+        id: String,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Resume a schedule from its next fire time after now; runs missed while paused are
+    /// not produced (backfill them). Audited `schedule.resume`.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        warrant: WarrantArgs,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

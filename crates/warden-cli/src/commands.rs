@@ -798,21 +798,43 @@ async fn schedules(cmd: SchedulesCommand) -> Result<()> {
                 out(&format!("{} runs, {created} created", runs.len()))
             })
         }
+        SchedulesCommand::Pause { id, warrant, conn } => {
+            let v = post_operate(&format!("/api/v1/schedules/{id}/pause"), &warrant, &conn).await?;
+            show(&conn, &v, |v| {
+                out(&format!(
+                    "schedule {} paused at {}",
+                    s(v, "id"),
+                    s(v, "paused_at")
+                ))
+            })
+        }
+        SchedulesCommand::Resume { id, warrant, conn } => {
+            let v =
+                post_operate(&format!("/api/v1/schedules/{id}/resume"), &warrant, &conn).await?;
+            show(&conn, &v, |v| {
+                out(&format!(
+                    "schedule {} resumed; next run {}",
+                    s(v, "id"),
+                    s(v, "next_fire_at")
+                ))
+            })
+        }
     }
 }
 
 /// `queues pause|resume`: the operator action `verb` on queue `name`.
 async fn set_paused(name: &str, verb: &str, warrant: &WarrantArgs, conn: &ConnArgs) -> Result<()> {
+    let v = post_operate(&format!("/api/v1/queues/{name}/{verb}"), warrant, conn).await?;
+    show(conn, &v, |q| out(&print_queue(q)))
+}
+
+/// POST to `path` with an operator token for `warrant`, no body; the answer.
+async fn post_operate(path: &str, warrant: &WarrantArgs, conn: &ConnArgs) -> Result<Value> {
     let (_, v) = Client::connect(conn, Need::Operate(warrant))
         .await?
-        .call(
-            Method::POST,
-            &format!("/api/v1/queues/{name}/{verb}"),
-            &[],
-            None,
-        )
+        .call(Method::POST, path, &[], None)
         .await?;
-    show(conn, &v, |q| out(&print_queue(q)))
+    Ok(v)
 }
 
 async fn audit(cmd: AuditCommand) -> Result<()> {

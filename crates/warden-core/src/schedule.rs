@@ -54,6 +54,8 @@ pub struct Schedule {
     pub next_fire_at: Option<Timestamp>,
     /// The latest fire time produced by the scheduler (not by backfill).
     pub last_fire_at: Option<Timestamp>,
+    /// When an operator paused it (no runs until resumed; backfill still works).
+    pub paused_at: Option<Timestamp>,
 }
 
 impl Schedule {

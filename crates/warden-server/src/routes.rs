@@ -176,6 +176,18 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "Produce the runs of a past range, idempotently (audited schedule.backfill)",
     ),
     (
+        "post",
+        "/api/v1/schedules/{id}/pause",
+        "orch:operate",
+        "Pause a schedule: no runs until resumed (audited schedule.pause)",
+    ),
+    (
+        "post",
+        "/api/v1/schedules/{id}/resume",
+        "orch:operate",
+        "Resume a schedule from its next fire time (audited schedule.resume)",
+    ),
+    (
         "get",
         "/api/v1/audit",
         "orch:read",
@@ -305,6 +317,8 @@ pub fn router(state: AppState) -> Router {
             post(schedules::create).get(schedules::list),
         )
         .route("/api/v1/schedules/{id}/backfill", post(schedules::backfill))
+        .route("/api/v1/schedules/{id}/pause", post(schedules::pause))
+        .route("/api/v1/schedules/{id}/resume", post(schedules::resume))
         .route("/api/v1/audit", get(audit::list).fallback(audit::immutable))
         .route(
             "/api/v1/audit/stats",

@@ -115,6 +115,20 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The refusal to pause `what` (e.g. `queue emails`) when it is paused, or to resume it
+    /// when it is not.
+    pub(crate) fn pause_refused(what: &str, paused: bool) -> Self {
+        let state = if paused {
+            "already paused"
+        } else {
+            "not paused"
+        };
+        Self::rejected(
+            ReasonCode::InvalidStateTransition,
+            format!("{what} is {state}"),
+        )
+    }
+
     /// A domain rejection.
     pub fn rejected(code: ReasonCode, detail: impl Into<String>) -> Self {
         Self::Rejected(Rejection::new(code, detail))

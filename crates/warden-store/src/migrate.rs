@@ -79,6 +79,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0012_retention.sql"),
         include_str!("../migrations/postgres/0012_retention.sql"),
     ),
+    (
+        13,
+        "schedule_pause",
+        include_str!("../migrations/sqlite/0013_schedule_pause.sql"),
+        include_str!("../migrations/postgres/0013_schedule_pause.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

@@ -392,15 +392,7 @@ impl Store {
         let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
         let current = lock_queue(&mut tx, tenant, name, self.dialect()).await?;
         if current.paused == paused {
-            let state = if paused {
-                "already paused"
-            } else {
-                "not paused"
-            };
-            return Err(StoreError::rejected(
-                ReasonCode::InvalidStateTransition,
-                format!("queue {name} is {state}"),
-            ));
+            return Err(StoreError::pause_refused(&format!("queue {name}"), paused));
         }
         sqlx::query(
             "UPDATE queues SET paused = $1, updated_at = $2 WHERE tenant = $3 AND name = $4",

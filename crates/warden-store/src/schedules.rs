@@ -21,7 +21,7 @@ use warden_core::time::Timestamp;
 use crate::sql::{ROWS_PER_STATEMENT, values_placeholders};
 use crate::{Rejection, Store, StoreError, StoreResult, audit, row};
 
-const COLUMNS: &str = "id, cron, timezone, queue, job_type, payload, priority, max_attempts, created_at, next_fire_at, last_fire_at";
+const COLUMNS: &str = "id, cron, timezone, queue, job_type, payload, priority, max_attempts, created_at, next_fire_at, last_fire_at, paused_at";
 
 /// What a new schedule is made of (validated by the caller).
 #[derive(Debug, Clone)]
@@ -69,6 +69,7 @@ fn decode(r: &AnyRow) -> StoreResult<Schedule> {
         created_at: Timestamp::from_micros(row::int(r, "created_at")?),
         next_fire_at: row::opt_int(r, "next_fire_at")?.map(Timestamp::from_micros),
         last_fire_at: row::opt_int(r, "last_fire_at")?.map(Timestamp::from_micros),
+        paused_at: row::opt_int(r, "paused_at")?.map(Timestamp::from_micros),
     })
 }
 
@@ -121,9 +122,10 @@ impl Store {
             created_at: now,
             next_fire_at: new.calendar.next_after(now),
             last_fire_at: None,
+            paused_at: None,
         };
         sqlx::query(&format!(
-            "INSERT INTO schedules (tenant, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO schedules (tenant, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(tenant.as_str())
         .bind(schedule.id.to_string())
@@ -136,6 +138,7 @@ impl Store {
         .bind(schedule.max_attempts as i64)
         .bind(now.as_micros())
         .bind(schedule.next_fire_at.map(Timestamp::as_micros))
+        .bind(None::<i64>)
         .bind(None::<i64>)
         .execute(&mut *tx)
         .await?;
@@ -241,6 +244,49 @@ impl Store {
         audit::append_in_tx(&mut tx, vec![draft], now).await?;
         tx.commit().await?;
         Ok(runs)
+    }
+
+    /// Pause a schedule (no runs until resumed; its next fire time is cleared) or resume it
+    /// (from the first fire time after now: runs missed while paused are not produced —
+    /// backfill them), with its `schedule.pause` / `schedule.resume` entry, in one
+    /// transaction. Pausing a paused schedule, or resuming a running one, is refused.
+    pub async fn set_schedule_paused_audited(
+        &self,
+        tenant: &TenantId,
+        id: ScheduleId,
+        paused: bool,
+        draft: AuditDraft,
+    ) -> StoreResult<Schedule> {
+        let mut tx = self.begin_write().await?;
+        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let Some(mut schedule) = lock_schedule(&mut tx, tenant, id, self.dialect()).await? else {
+            return Err(unknown(&id.to_string()));
+        };
+        if schedule.paused_at.is_some() == paused {
+            return Err(StoreError::pause_refused(&format!("schedule {id}"), paused));
+        }
+        if paused {
+            schedule.paused_at = Some(now);
+            schedule.next_fire_at = None;
+        } else {
+            let calendar = schedule
+                .calendar()
+                .map_err(|e| StoreError::corrupt("schedules", e.to_string()))?;
+            schedule.paused_at = None;
+            schedule.next_fire_at = calendar.next_after(now);
+        }
+        sqlx::query(
+            "UPDATE schedules SET paused_at = $1, next_fire_at = $2 WHERE tenant = $3 AND id = $4",
+        )
+        .bind(schedule.paused_at.map(Timestamp::as_micros))
+        .bind(schedule.next_fire_at.map(Timestamp::as_micros))
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        tx.commit().await?;
+        Ok(schedule)
     }
 
     /// The scheduler's pass: for every schedule whose next fire time has come, produce its

@@ -47,6 +47,16 @@ fn operator_commands_without_reason_or_ticket_exit_2_before_any_request() {
     let url = "http://127.0.0.1:9";
     let cases: &[&[&str]] = &[
         &[
+            "schedules",
+            "pause",
+            "s1",
+            "--ticket",
+            "OPS-1",
+            "--url",
+            url,
+        ],
+        &["schedules", "resume", "s1", "--reason", "why", "--url", url],
+        &[
             "jobs",
             "cancel",
             "01a20000-0000-7000-8000-000000000000",

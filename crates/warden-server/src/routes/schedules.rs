@@ -1,6 +1,7 @@
 //! `/api/v1/schedules`: cron schedules (created under `orch:admin`, audited
-//! `schedule.create`), their list, and backfill under the `orch:backfill` warrant (audited
-//! `schedule.backfill`).
+//! `schedule.create`), their list, pause and resume under the `orch:operate` warrant
+//! (audited `schedule.pause` / `schedule.resume`), and backfill under the `orch:backfill`
+//! warrant (audited `schedule.backfill`).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -157,12 +158,7 @@ pub async fn backfill(
     };
     let max = state.config.schedules.backfill_max_runs;
     let runs: Vec<Run> = pipeline::run(&state, &caller, &meta, op, |draft| async {
-        let id = ScheduleId::parse(&raw).map_err(|_| {
-            ApiError::new(
-                ReasonCode::UnknownScheduleId,
-                format!("no schedule {raw} in this tenant"),
-            )
-        })?;
+        let id = parse_id(&raw)?;
         let b: BackfillBody = json_body(&headers, &body)?;
         let mut errors = Vec::new();
         let from = Timestamp::parse_rfc3339(&b.from)
@@ -186,4 +182,65 @@ pub async fn backfill(
         state.wake_workers();
     }
     Ok(Json(serde_json::json!({ "runs": runs })))
+}
+
+/// A schedule id from the path: one that does not parse names no schedule of the tenant.
+fn parse_id(raw: &str) -> Result<ScheduleId, ApiError> {
+    ScheduleId::parse(raw).map_err(|_| {
+        ApiError::new(
+            ReasonCode::UnknownScheduleId,
+            format!("no schedule {raw} in this tenant"),
+        )
+    })
+}
+
+async fn set_paused(
+    state: AppState,
+    caller: Caller,
+    meta: RequestMeta,
+    raw: String,
+    paused: bool,
+) -> ApiResult<Json<Schedule>> {
+    let op = Operation {
+        action: if paused {
+            "schedule.pause"
+        } else {
+            "schedule.resume"
+        },
+        scope: Scope::Operate,
+        target: Some(Target::new("schedule", raw.clone())),
+    };
+    let schedule = pipeline::run(&state, &caller, &meta, op, |draft| async {
+        let id = parse_id(&raw)?;
+        Ok::<_, ActionError>(
+            state
+                .store
+                .set_schedule_paused_audited(&caller.tenant, id, paused, draft)
+                .await?,
+        )
+    })
+    .await?;
+    Ok(Json(schedule))
+}
+
+/// `POST /api/v1/schedules/{id}/pause` — no runs until resumed; audited `schedule.pause`
+/// under the `orch:operate` warrant.
+pub async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Schedule>> {
+    set_paused(state, caller, meta, raw, true).await
+}
+
+/// `POST /api/v1/schedules/{id}/resume` — runs again from the next fire time after now
+/// (backfill what was missed); audited `schedule.resume`.
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    meta: RequestMeta,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<Schedule>> {
+    set_paused(state, caller, meta, raw, false).await
 }

@@ -229,3 +229,114 @@ async fn schedules_are_created_validated_listed_and_backfilled_under_their_warra
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_operator_pauses_a_schedule_with_a_warrant_and_it_fires_again_only_when_resumed() {
+    use warden_core::time::Timestamp;
+    const MINUTE: i64 = 60_000_000;
+    for app in apps().await {
+        let b = app.backend;
+        let t = app.tenant("acme").await;
+        let other = app.tenant("globex").await;
+        let admin = app
+            .token(&t.admin, &[("scope", "orch:read orch:admin")])
+            .await;
+        let a = app
+            .post(
+                "/api/v1/schedules",
+                &admin,
+                Some(json!({"cron": "* * * * *", "queue": "ticks", "type": "tick"})),
+            )
+            .await;
+        let id = a.body["id"].as_str().unwrap().to_owned();
+        assert_eq!(a.body["paused_at"], serde_json::Value::Null, "[{b:?}]");
+        let pause = format!("/api/v1/schedules/{id}/pause");
+        let resume = format!("/api/v1/schedules/{id}/resume");
+
+        // Without a warrant, or for another tenant, nothing changes (and it is audited).
+        let a = app.post(&pause, &t.token, None).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::FORBIDDEN, "FORBIDDEN_SCOPE"),
+            "[{b:?}]"
+        );
+        let a = app.post(&pause, &other.operator, None).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::NOT_FOUND, "UNKNOWN_SCHEDULE_ID"),
+            "[{b:?}]"
+        );
+        let a = app.post(&resume, &t.operator, None).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::CONFLICT, "INVALID_STATE_TRANSITION"),
+            "[{b:?}] not paused"
+        );
+
+        let a = app.post(&pause, &t.operator, None).await;
+        assert_eq!(a.status, StatusCode::OK, "[{b:?}] {:?}", a.body);
+        assert!(a.body["paused_at"].is_string(), "[{b:?}]");
+        assert_eq!(a.body["next_fire_at"], serde_json::Value::Null, "[{b:?}]");
+        let a = app.post(&pause, &t.operator, None).await;
+        assert_eq!(
+            a.code(),
+            "INVALID_STATE_TRANSITION",
+            "[{b:?}] already paused"
+        );
+
+        // The scheduler, an hour on, produces nothing for a paused schedule.
+        let later = Timestamp::from_micros(Timestamp::now().as_micros() + 60 * MINUTE);
+        let report = app
+            .store
+            .fire_due_schedules(later, 24 * 60 * MINUTE)
+            .await
+            .unwrap();
+        assert_eq!(report.created, 0, "[{b:?}] {report:?}");
+        let jobs = app.get("/api/v1/jobs?queue=ticks", &t.token).await;
+        assert_eq!(jobs.body["items"].as_array().unwrap().len(), 0, "[{b:?}]");
+
+        // Resumed: from the next fire time after now, not the missed ones.
+        let a = app.post(&resume, &t.operator, None).await;
+        assert_eq!(a.status, StatusCode::OK, "[{b:?}] {:?}", a.body);
+        assert_eq!(a.body["paused_at"], serde_json::Value::Null, "[{b:?}]");
+        let next = Timestamp::parse_rfc3339(a.body["next_fire_at"].as_str().unwrap()).unwrap();
+        assert!(next > Timestamp::now(), "[{b:?}]");
+        assert!(
+            next.as_micros() <= Timestamp::now().as_micros() + MINUTE,
+            "[{b:?}]"
+        );
+        let report = app
+            .store
+            .fire_due_schedules(
+                Timestamp::from_micros(next.as_micros() + 1),
+                24 * 60 * MINUTE,
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.created, 1, "[{b:?}] {report:?}");
+
+        let entries = app.audit(&t.token, &format!("target={id}")).await;
+        let actions: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap(),
+                    e["outcome"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("schedule.resume", "allowed"),
+                ("schedule.pause", "rejected"),
+                ("schedule.pause", "allowed"),
+                ("schedule.resume", "rejected"),
+                ("schedule.pause", "rejected"),
+                ("schedule.create", "allowed"),
+            ],
+            "[{b:?}] newest first"
+        );
+        app.stop().await;
+    }
+}
