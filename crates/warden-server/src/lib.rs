@@ -52,15 +52,22 @@ pub enum ServerError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// The store could not be opened or migrated.
+    /// The store could not be opened or migrated. (Not a `source`: the message already
+    /// holds it, and a chain printed with `{:#}` would say it twice.)
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// Signing keys or issuer keys could not be loaded.
     #[error("keys: {0}")]
     Keys(String),
     /// The listener could not be bound, or serving failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<StoreError> for ServerError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
 }
 
 /// Shared state of every request. Cheap to clone.

@@ -110,7 +110,7 @@ pub enum StoreError {
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     UnsupportedUrl,
     /// A signing key could not be opened (no master key, or the wrong one).
-    #[error("{0}")]
+    #[error(transparent)]
     Sealing(#[from] sealing::SealingError),
 }
 
