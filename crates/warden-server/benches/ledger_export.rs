@@ -41,10 +41,10 @@ use warden_core::names::{ClientName, TenantId};
 use warden_core::scopes::{Role, Scope};
 use warden_ledger::export::{Verifier, VerifyOptions};
 use warden_server::{AppState, Application, Config, ServerError};
+use warden_store::testing::{postgres_url as pg_admin_url, with_database};
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const TENANT: &str = "bench-export";
 const CHUNK: usize = 5_000;
 
@@ -62,32 +62,6 @@ struct Server {
     _dir: Option<tempfile::TempDir>,
     /// (admin URL, database name) of a PostgreSQL database to drop at the end.
     drop_pg: Option<(String, String)>,
-}
-
-/// `url` with its database path replaced by `/db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("WARDEN_TEST_DATABASE_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_PG_URL.into())
 }
 
 impl Server {

@@ -45,12 +45,12 @@ use warden_ledger::hash::{Hash, leaf_hash};
 use warden_ledger::proof::{consistency, inclusion, verify_consistency, verify_inclusion};
 use warden_ledger::tree::CompactRange;
 use warden_store::testing::TestDb;
+use warden_store::testing::{postgres_url as pg_admin_url, with_database};
 use warden_store::{Backend, Store, StoreOptions, sqlx};
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const TENANT: &str = "acme";
-const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const WARMUP: usize = 200;
 
 /// Leaf `i` of the seeded log.
@@ -95,32 +95,6 @@ impl Place {
             Self::KeptSqlite { url } | Self::KeptPostgres { url } => url,
         }
     }
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("WARDEN_TEST_DATABASE_URL")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_PG_URL.into())
-}
-
-/// `url` with its database path replaced by `/db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 async fn place(backend: Backend, n: u64, keep: bool, fresh: bool) -> R<Option<Place>> {

@@ -161,6 +161,35 @@ fn unreachable(url: &str, err: impl std::fmt::Display) -> Option<TestDb> {
     None
 }
 
+/// The PostgreSQL URL tests and benchmarks start from: `WARDEN_TEST_DATABASE_URL`, else
+/// [`DEFAULT_DATABASE_URL`].
+pub fn postgres_url() -> String {
+    std::env::var(DATABASE_URL_VAR)
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// `url` naming database `db` instead of its own (the query kept): for benchmarks and
+/// tests that create a database of their own.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let host_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[host_start..]
+        .find('/')
+        .map(|i| i + host_start)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 impl TestDb {
     /// A temp-dir SQLite file (`sqlite://<dir>/warden.db?mode=rwc`).
     pub fn sqlite() -> TestDb {
@@ -179,10 +208,7 @@ impl TestDb {
     /// (after a loud `SKIPPED:` line on stderr) when PostgreSQL is unreachable, but panics
     /// instead when the environment variable `CI` is `true`.
     pub async fn postgres() -> Option<TestDb> {
-        let base = std::env::var(DATABASE_URL_VAR)
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let base = postgres_url();
         if let Some(err) = UNREACHABLE.get() {
             return unreachable(&base, err);
         }

@@ -1679,7 +1679,6 @@ async fn sigkill_under_load_keeps_every_acknowledged_action_sqlite() {
 // ---------------------------------------------------------------------------------------
 // PostgreSQL: a fresh database per run, through psql.
 
-const PG_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const PG_PREFIX: &str = "warden_crash_";
 /// Databases of earlier runs older than this are dropped (a killed run leaves its own).
 const PG_MAX_AGE_SECS: u64 = 2 * 60 * 60;
@@ -1695,25 +1694,6 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-/// `url` naming database `db` instead of its own (query kept).
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let host_start = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[host_start..]
-        .find('/')
-        .map(|i| i + host_start)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{db}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 fn psql(url: &str, sql: &str) -> Result<String, String> {
@@ -1740,10 +1720,7 @@ struct PgDb {
 
 impl PgDb {
     fn create() -> Option<PgDb> {
-        let admin = std::env::var("WARDEN_TEST_DATABASE_URL")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| PG_DEFAULT_URL.to_owned());
+        let admin = warden_store::testing::postgres_url();
         if let Err(e) = psql(&admin, "SELECT 1") {
             let msg = format!("PostgreSQL at {} unreachable: {e}", redact(&admin));
             if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -1780,7 +1757,7 @@ impl PgDb {
         psql(&admin, &format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("create database {name}: {e}"));
         Some(PgDb {
-            url: with_database(&admin, &name),
+            url: warden_store::testing::with_database(&admin, &name),
             admin,
             name,
         })
@@ -1823,14 +1800,17 @@ async fn sigkill_under_load_keeps_every_acknowledged_action_postgres() {
 #[test]
 fn urls_name_the_run_database_and_hide_passwords() {
     assert_eq!(
-        with_database("postgres://u@h:5432/postgres", "x"),
+        warden_store::testing::with_database("postgres://u@h:5432/postgres", "x"),
         "postgres://u@h:5432/x"
     );
     assert_eq!(
-        with_database("postgres://u:p@h/postgres?sslmode=disable", "x"),
+        warden_store::testing::with_database("postgres://u:p@h/postgres?sslmode=disable", "x"),
         "postgres://u:p@h/x?sslmode=disable"
     );
-    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    assert_eq!(
+        warden_store::testing::with_database("postgres://h", "x"),
+        "postgres://h/x"
+    );
     assert_eq!(redact("postgres://u:p@h/db"), "postgres://u:***@h/db");
     assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
 }
