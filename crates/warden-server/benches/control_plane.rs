@@ -44,11 +44,14 @@ use sqlx::Connection as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use warden_authority::ClientSecret;
-use warden_core::audit::{Actor, ActorKind, AuditDraft, Outcome, Target};
+use warden_core::audit::{Actor, ActorKind, AuditDraft};
 use warden_core::names::{ClientName, TenantId};
-use warden_core::scopes::{Role, Scope};
+use warden_core::scopes::Role;
 use warden_server::{AppState, Application, Config, ServerError};
 use warden_store::audit::AuditFilter;
+use warden_store::testing::{
+    BENCH_ACTORS as ACTORS, BENCH_TICKETS as TICKETS, Rng, bench_draft as seed_draft,
+};
 use warden_store::testing::{postgres_url as pg_admin_url, with_database};
 
 type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
@@ -906,63 +909,6 @@ async fn bench_replay(s: &Server, z: &Sizes, rep: &mut Report) -> R<()> {
 
 // ---------------------------------------------------------------------------------------
 // Scenario 4: the audit list and stats over a large log
-
-/// A small deterministic generator (xorshift64*), so every run seeds the same shape.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const ACTORS: u64 = 50;
-const TICKETS: u64 = 10_000;
-const ACTIONS: [&str; 6] = [
-    "job.cancel",
-    "job.replay",
-    "queue.pause",
-    "queue.resume",
-    "token.issue",
-    "job.bulk_replay",
-];
-
-fn seed_draft(tenant: &TenantId, rng: &mut Rng) -> AuditDraft {
-    let action = ACTIONS[rng.below(ACTIONS.len() as u64) as usize];
-    let rejected = rng.below(100) < 3;
-    let target = match action {
-        "queue.pause" | "queue.resume" => Target::new("queue", format!("queue-{}", rng.below(20))),
-        "token.issue" => Target::new("token", uuid::Uuid::now_v7().to_string()),
-        "job.bulk_replay" => Target::new("bulk", uuid::Uuid::now_v7().to_string()),
-        _ => Target::new("job", uuid::Uuid::now_v7().to_string()),
-    };
-    let mut d = AuditDraft {
-        tenant: tenant.clone(),
-        actor: Actor::client(format!("bot-{}", rng.below(ACTORS))),
-        action: action.into(),
-        target: Some(target),
-        outcome: Outcome::Allowed,
-        reason_code: None,
-        operator_reason: Some("routine maintenance for the benchmark".into()),
-        operator_ticket: Some(format!("OPS-{}", rng.below(TICKETS))),
-        scope: Some(Scope::Operate),
-        source_ip: Some("127.0.0.1".into()),
-        request_id: Some(format!("bench-{:016x}", rng.next())),
-        token_id: Some(uuid::Uuid::now_v7().to_string()),
-        metadata: json!({"state_before": "available", "dependents_canceled": 0}),
-    };
-    if rejected {
-        d = d.rejected(warden_core::reason::ReasonCode::InvalidStateTransition);
-    }
-    d
-}
 
 async fn timed_gets(s: &Server, token: &str, paths: &[String]) -> R<(Latencies, usize)> {
     let mut lat = Vec::with_capacity(paths.len());

@@ -31,16 +31,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use sqlx::Connection as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use warden_authority::ClientSecret;
-use warden_core::audit::{Actor, ActorKind, AuditDraft, Outcome, Target};
+use warden_core::audit::{Actor, ActorKind};
 use warden_core::names::{ClientName, TenantId};
-use warden_core::scopes::{Role, Scope};
+use warden_core::scopes::Role;
 use warden_ledger::export::{Verifier, VerifyOptions};
 use warden_server::{AppState, Application, Config, ServerError};
+use warden_store::testing::{Rng, bench_draft as seed_draft};
 use warden_store::testing::{postgres_url as pg_admin_url, with_database};
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -225,61 +225,6 @@ impl Server {
 
 // ---------------------------------------------------------------------------------------
 // Seeding (the control-plane benchmark's entries)
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const ACTIONS: [&str; 6] = [
-    "job.cancel",
-    "job.replay",
-    "queue.pause",
-    "queue.resume",
-    "token.issue",
-    "job.bulk_replay",
-];
-
-fn seed_draft(tenant: &TenantId, rng: &mut Rng) -> AuditDraft {
-    let action = ACTIONS[rng.below(ACTIONS.len() as u64) as usize];
-    let rejected = rng.below(100) < 3;
-    let target = match action {
-        "queue.pause" | "queue.resume" => Target::new("queue", format!("queue-{}", rng.below(20))),
-        "token.issue" => Target::new("token", uuid::Uuid::now_v7().to_string()),
-        "job.bulk_replay" => Target::new("bulk", uuid::Uuid::now_v7().to_string()),
-        _ => Target::new("job", uuid::Uuid::now_v7().to_string()),
-    };
-    let d = AuditDraft {
-        tenant: tenant.clone(),
-        actor: Actor::client(format!("bot-{}", rng.below(50))),
-        action: action.into(),
-        target: Some(target),
-        outcome: Outcome::Allowed,
-        reason_code: None,
-        operator_reason: Some("routine maintenance for the benchmark".into()),
-        operator_ticket: Some(format!("OPS-{}", rng.below(10_000))),
-        scope: Some(Scope::Operate),
-        source_ip: Some("127.0.0.1".into()),
-        request_id: Some(format!("bench-{:016x}", rng.next())),
-        token_id: Some(uuid::Uuid::now_v7().to_string()),
-        metadata: json!({"state_before": "available", "dependents_canceled": 0}),
-    };
-    if rejected {
-        d.rejected(warden_core::reason::ReasonCode::InvalidStateTransition)
-    } else {
-        d
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Memory

@@ -35,18 +35,17 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor as _, Row as _};
-use warden_core::audit::{Actor, AuditDraft, AuditEntry, Outcome, Target};
+use warden_core::audit::{AuditDraft, AuditEntry};
 use warden_core::events::AuditEvent;
 use warden_core::names::{AuditId, TenantId};
-use warden_core::scopes::Scope;
 use warden_core::time::Timestamp;
 use warden_ledger::hash::{Hash, leaf_hash};
 use warden_ledger::proof::{verify_consistency, verify_inclusion};
 use warden_ledger::tree::{CompactRange, root_from_leaves};
 use warden_store::testing::TestDb;
+use warden_store::testing::{Rng, bench_draft as draft};
 use warden_store::{Backend, Store, sqlx};
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -77,63 +76,6 @@ impl Variant {
             Self::Leaves => "leaves",
             Self::None => "none",
         }
-    }
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-const ACTIONS: [&str; 6] = [
-    "job.cancel",
-    "job.replay",
-    "queue.pause",
-    "queue.resume",
-    "token.issue",
-    "job.bulk_replay",
-];
-
-/// The control-plane benchmark's audited action (`seed_draft`): 3 % rejected, 50 actors.
-fn draft(tenant: &TenantId, rng: &mut Rng) -> AuditDraft {
-    let action = ACTIONS[rng.below(ACTIONS.len() as u64) as usize];
-    let rejected = rng.below(100) < 3;
-    let target = match action {
-        "queue.pause" | "queue.resume" => Target::new("queue", format!("queue-{}", rng.below(20))),
-        "token.issue" => Target::new("token", uuid::Uuid::now_v7().to_string()),
-        "job.bulk_replay" => Target::new("bulk", uuid::Uuid::now_v7().to_string()),
-        _ => Target::new("job", uuid::Uuid::now_v7().to_string()),
-    };
-    let d = AuditDraft {
-        tenant: tenant.clone(),
-        actor: Actor::client(format!("bot-{}", rng.below(50))),
-        action: action.into(),
-        target: Some(target),
-        outcome: Outcome::Allowed,
-        reason_code: None,
-        operator_reason: Some("routine maintenance for the benchmark".into()),
-        operator_ticket: Some(format!("OPS-{}", rng.below(10_000))),
-        scope: Some(Scope::Operate),
-        source_ip: Some("127.0.0.1".into()),
-        request_id: Some(format!("bench-{:016x}", rng.next())),
-        token_id: Some(uuid::Uuid::now_v7().to_string()),
-        metadata: json!({"state_before": "available", "dependents_canceled": 0}),
-    };
-    if rejected {
-        d.rejected(warden_core::reason::ReasonCode::InvalidStateTransition)
-    } else {
-        d
     }
 }
 

@@ -45,7 +45,7 @@ use warden_ledger::hash::{Hash, leaf_hash};
 use warden_ledger::proof::{consistency, inclusion, verify_consistency, verify_inclusion};
 use warden_ledger::tree::CompactRange;
 use warden_store::testing::TestDb;
-use warden_store::testing::{postgres_url as pg_admin_url, with_database};
+use warden_store::testing::{Rng, postgres_url as pg_admin_url, with_database};
 use warden_store::{Backend, Store, StoreOptions, sqlx};
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -56,23 +56,6 @@ const WARMUP: usize = 200;
 /// Leaf `i` of the seeded log.
 fn leaf(i: u64) -> Hash {
     leaf_hash(&i.to_be_bytes())
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `[lo, hi]`.
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
 }
 
 // ---------------------------------------------------------------------------------------

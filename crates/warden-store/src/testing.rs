@@ -321,3 +321,79 @@ mod tests {
         assert_eq!(schema_created_secs("wt_abc_0a1b2c3d"), None);
     }
 }
+
+/// A small deterministic generator (xorshift64*), so every benchmark run seeds the same
+/// shape of log.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A value in `[lo, hi]`.
+    pub fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// Distinct actors among benchmark entries.
+pub const BENCH_ACTORS: u64 = 50;
+/// Distinct tickets among benchmark entries.
+pub const BENCH_TICKETS: u64 = 10_000;
+
+/// The audited action every benchmark seeds its logs with: one of six actions, 3 %
+/// rejected, [`BENCH_ACTORS`] actors, [`BENCH_TICKETS`] tickets, every audit field filled.
+pub fn bench_draft(
+    tenant: &warden_core::names::TenantId,
+    rng: &mut Rng,
+) -> warden_core::audit::AuditDraft {
+    use warden_core::audit::{Actor, Outcome, Target};
+    const ACTIONS: [&str; 6] = [
+        "job.cancel",
+        "job.replay",
+        "queue.pause",
+        "queue.resume",
+        "token.issue",
+        "job.bulk_replay",
+    ];
+    let action = ACTIONS[rng.below(ACTIONS.len() as u64) as usize];
+    let rejected = rng.below(100) < 3;
+    let target = match action {
+        "queue.pause" | "queue.resume" => Target::new("queue", format!("queue-{}", rng.below(20))),
+        "token.issue" => Target::new("token", uuid::Uuid::now_v7().to_string()),
+        "job.bulk_replay" => Target::new("bulk", uuid::Uuid::now_v7().to_string()),
+        _ => Target::new("job", uuid::Uuid::now_v7().to_string()),
+    };
+    let d = warden_core::audit::AuditDraft {
+        tenant: tenant.clone(),
+        actor: Actor::client(format!("bot-{}", rng.below(BENCH_ACTORS))),
+        action: action.into(),
+        target: Some(target),
+        outcome: Outcome::Allowed,
+        reason_code: None,
+        operator_reason: Some("routine maintenance for the benchmark".into()),
+        operator_ticket: Some(format!("OPS-{}", rng.below(BENCH_TICKETS))),
+        scope: Some(warden_core::scopes::Scope::Operate),
+        source_ip: Some("127.0.0.1".into()),
+        request_id: Some(format!("bench-{:016x}", rng.next())),
+        token_id: Some(uuid::Uuid::now_v7().to_string()),
+        metadata: serde_json::json!({"state_before": "available", "dependents_canceled": 0}),
+    };
+    if rejected {
+        d.rejected(warden_core::reason::ReasonCode::InvalidStateTransition)
+    } else {
+        d
+    }
+}
