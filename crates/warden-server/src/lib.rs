@@ -108,6 +108,8 @@ pub struct StateInner {
     /// Flips to true when the server begins to shut down (open long-polls answer at once).
     pub shutdown: watch::Sender<bool>,
     known_tenants: Mutex<HashSet<TenantId>>,
+    /// Bulk actions writing right now on this node (see [`AppState::bulk_action`]).
+    bulk_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Deref for AppState {
@@ -143,6 +145,7 @@ impl AppState {
             announce: tokio::sync::Notify::new(),
             shutdown: watch::channel(false).0,
             known_tenants: Mutex::new(HashSet::new()),
+            bulk_in_flight: std::sync::atomic::AtomicUsize::new(0),
         })))
     }
 
@@ -150,6 +153,21 @@ impl AppState {
     /// there).
     pub fn add_transport(&self, transport: std::sync::Arc<dyn events::EventTransport>) {
         self.transports.write().expect("lock").push(transport);
+    }
+
+    /// Mark a bulk action (a bulk replay) as writing until the guard drops: derived
+    /// background writes (search indexing) wait for it, up to [`SEARCH_DEFER_MAX`].
+    pub fn bulk_action(&self) -> BulkGuard {
+        self.bulk_in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        BulkGuard(self.clone())
+    }
+
+    /// Whether a bulk action is writing on this node.
+    pub fn bulk_in_flight(&self) -> bool {
+        self.bulk_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
     }
 
     /// Jobs may have become leasable: wake this node's long-polls now, and the other
@@ -247,6 +265,42 @@ impl Application {
     }
 }
 
+/// Held while a bulk action writes; see [`AppState::bulk_action`].
+#[derive(Debug)]
+pub struct BulkGuard(AppState);
+
+impl Drop for BulkGuard {
+    fn drop(&mut self) {
+        self.0
+            .bulk_in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The longest search indexing waits for bulk actions before it indexes anyway.
+pub const SEARCH_DEFER_MAX: Duration = Duration::from_secs(30);
+
+/// Whether the search indexer skips this round: while a bulk action writes, indexing
+/// (5,000 FTS or GIN rows a round, some 100 ms of the one SQLite writer) would take a
+/// tenth of the bulk action's time, so it waits, but not longer than
+/// [`SEARCH_DEFER_MAX`] since it first waited (`waiting_since`, updated here).
+fn defer_search_indexing(
+    bulk_in_flight: bool,
+    waiting_since: &mut Option<std::time::Instant>,
+    now: std::time::Instant,
+) -> bool {
+    if !bulk_in_flight {
+        *waiting_since = None;
+        return false;
+    }
+    let since = *waiting_since.get_or_insert(now);
+    if now.duration_since(since) < SEARCH_DEFER_MAX {
+        return true;
+    }
+    *waiting_since = None;
+    false
+}
+
 /// The periodic loops: outbox relay, `_system` failure flush, lease recovery and promotion
 /// of due jobs, planner statistics (PostgreSQL), issuer key refresh.
 fn spawn_background(
@@ -301,12 +355,22 @@ fn spawn_background(
         }
     }));
     let s = state.clone();
+    let waiting = Arc::new(Mutex::new(None));
     tasks.push(every(Duration::from_secs(1), stop.clone(), move || {
         let s = s.clone();
+        let waiting = waiting.clone();
         async move {
             if s.is_leader() {
                 ledger::cut_due_checkpoints(&s).await;
                 alerts::evaluate(&s).await;
+                let defer = defer_search_indexing(
+                    s.bulk_in_flight(),
+                    &mut waiting.lock().expect("not poisoned"),
+                    std::time::Instant::now(),
+                );
+                if defer {
+                    return;
+                }
                 match s.store.index_audit_search(5_000).await {
                     Ok(n) => s
                         .metrics
@@ -635,5 +699,37 @@ pub async fn relay_outbox(state: &AppState) {
         if batch.len() < 1000 {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{SEARCH_DEFER_MAX, defer_search_indexing};
+
+    #[test]
+    fn search_indexing_waits_for_bulk_actions_but_not_forever() {
+        let t0 = Instant::now();
+        let mut since = None;
+        assert!(!defer_search_indexing(false, &mut since, t0), "idle: index");
+        assert!(defer_search_indexing(true, &mut since, t0), "bulk: wait");
+        let almost = t0 + SEARCH_DEFER_MAX - Duration::from_millis(1);
+        assert!(defer_search_indexing(true, &mut since, almost));
+        // Waited long enough: index this round, then wait again from here.
+        let late = t0 + SEARCH_DEFER_MAX;
+        assert!(!defer_search_indexing(true, &mut since, late));
+        assert!(defer_search_indexing(
+            true,
+            &mut since,
+            late + Duration::from_secs(1)
+        ));
+        // The bulk action ended: the clock resets.
+        assert!(!defer_search_indexing(
+            false,
+            &mut since,
+            late + Duration::from_secs(2)
+        ));
+        assert_eq!(since, None);
     }
 }

@@ -455,6 +455,7 @@ pub async fn bulk_replay(
     if dry_run {
         return Ok(Json(serde_json::json!({"count": ids.len(), "ids": ids})).into_response());
     }
+    let _bulk = state.bulk_action();
     authorized
         .execute(|summary| async {
             let mut template = summary.clone();

@@ -1280,3 +1280,42 @@ async fn planner_statistics_are_refreshed_after_a_bulk_load_on_postgres_only() {
         );
     }
 }
+
+/// SQLite commits append to the WAL; a background task copies them into the database
+/// file, so no commit pays for a checkpoint. Without it nothing would reach the file
+/// until the WAL held the writer's backstop of 16,000 pages.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_in_the_background() {
+    let db = TestDb::sqlite();
+    let store = db.open().await;
+    let path = db
+        .url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .expect("a path")
+        .to_owned();
+    let size = || std::fs::metadata(&path).expect("the database file").len();
+    // Let the checkpoint of the migrations happen, then measure from there.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = size();
+    let t = tenant("acme");
+    let jobs: Vec<NewJob> = (0..2_000)
+        .map(|i| {
+            new_job(
+                "bulk",
+                "noop",
+                serde_json::json!({"i": i, "pad": "x".repeat(200)}),
+            )
+        })
+        .collect();
+    store.enqueue(&t, jobs).await.expect("enqueue");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while size() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {before} bytes: nothing was checkpointed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
