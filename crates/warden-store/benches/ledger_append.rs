@@ -118,9 +118,9 @@ async fn write_pool(db: &TestDb) -> R<AnyPool> {
 }
 
 /// `($1, …), …` on PostgreSQL; `(?, …), …` on SQLite, as `sql::for_backend` sends it.
-fn values(backend: Backend, rows: usize, cols: usize) -> String {
+fn values(backend: Backend, rows: usize, cols: usize, first: usize) -> String {
     let mut s = String::with_capacity(rows * cols * 5);
-    let mut n = 1;
+    let mut n = first;
     for r in 0..rows {
         s.push_str(if r > 0 { ", (" } else { "(" });
         for c in 0..cols {
@@ -166,35 +166,16 @@ async fn replica_append(
     let mut tx = pool.begin_with(begin).await?;
     let conn: &mut AnyConnection = &mut tx;
     let tenant = drafts[0].tenant.clone();
-    // `lock_log`.
-    if backend == Backend::Postgres {
-        sqlx::query("INSERT INTO audit_heads (tenant, next_seq) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING")
-            .bind(tenant.as_str())
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("SELECT next_seq FROM audit_heads WHERE tenant = $1 FOR UPDATE")
-            .bind(tenant.as_str())
-            .fetch_one(&mut *conn)
-            .await?;
-    }
-    let now = Timestamp::now();
-    phases.add("begin + log lock", &mut at);
-    // `append_in_tx`.
-    sqlx::query(
-        "INSERT INTO audit_heads (tenant, next_seq) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING",
-    )
-    .bind(tenant.as_str())
-    .execute(&mut *conn)
-    .await?;
-    phases.add("head insert-if-missing", &mut at);
+    // `lock_log`: the log's lock and its head in one statement. The head rows exist (each
+    // variant's database was given entries first), so the store's insert-if-missing never
+    // runs. Without the ledger the lock is the same `SELECT … FOR UPDATE` without the
+    // frontier; on SQLite (the single writer is the lock) `seq` then comes from the head's
+    // `UPDATE … RETURNING`.
+    let pg = backend == Backend::Postgres;
+    let lock = if pg { " FOR UPDATE" } else { "" };
     let count = drafts.len();
     let mut frontier = None;
     let base = if variant == Variant::Ledger {
-        let lock = if backend == Backend::Sqlite {
-            ""
-        } else {
-            " FOR UPDATE"
-        };
         let r: AnyRow = sqlx::query(&format!(
             "SELECT next_seq, frontier FROM audit_heads WHERE tenant = $1{lock}"
         ))
@@ -208,8 +189,17 @@ async fn replica_append(
             None if size == 0 => CompactRange::new(),
             None => return Err("the ledger replica needs a frontier".into()),
         });
-        phases.add("L: frontier read", &mut at);
+        phases.add("begin + log lock (L: with the frontier)", &mut at);
         size as i64
+    } else if pg {
+        let size: i64 =
+            sqlx::query("SELECT next_seq FROM audit_heads WHERE tenant = $1 FOR UPDATE")
+                .bind(tenant.as_str())
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get(0)?;
+        phases.add("begin + log lock (L: with the frontier)", &mut at);
+        size
     } else {
         let end: i64 = sqlx::query(
             "UPDATE audit_heads SET next_seq = next_seq + $2 WHERE tenant = $1 RETURNING next_seq",
@@ -222,6 +212,7 @@ async fn replica_append(
         phases.add("seq: UPDATE … RETURNING", &mut at);
         end - count as i64
     };
+    let now = Timestamp::now();
 
     let mut entries = Vec::with_capacity(count);
     let mut canonical = Vec::with_capacity(count);
@@ -238,52 +229,9 @@ async fn replica_append(
         phases.add("L: leaf hashes", &mut at);
         l
     };
-
-    for (k, (chunk, texts)) in entries
-        .chunks(ROWS_PER_STATEMENT)
-        .zip(canonical.chunks(ROWS_PER_STATEMENT))
-        .enumerate()
-    {
-        let sql = format!(
-            "INSERT INTO audit_entries (tenant, seq, id, created_at, actor, action, target_kind, target_id, outcome, reason_code, operator_ticket, canonical) VALUES {}",
-            values(backend, chunk.len(), 12)
-        );
-        let mut q = sqlx::query(&sql);
-        for (e, c) in chunk.iter().zip(texts) {
-            q = q
-                .bind(e.tenant.clone())
-                .bind(e.seq as i64)
-                .bind(e.id.to_string())
-                .bind(e.created_at.as_micros())
-                .bind(e.actor.clone())
-                .bind(e.action.clone())
-                .bind(e.target_kind.clone())
-                .bind(e.target_id.clone())
-                .bind(e.outcome.as_str())
-                .bind(e.reason_code.map(|c| c.as_str()))
-                .bind(e.operator_ticket.clone())
-                .bind(c.clone());
-        }
-        q.execute(&mut *conn).await?;
-        phases.add("entries insert", &mut at);
-        if variant != Variant::None {
-            let sql = format!(
-                "INSERT INTO audit_leaves (tenant, seq, leaf_hash) VALUES {}",
-                values(backend, chunk.len(), 3)
-            );
-            let mut q = sqlx::query(&sql);
-            for (i, e) in chunk.iter().enumerate() {
-                q = q
-                    .bind(e.tenant.clone())
-                    .bind(e.seq as i64)
-                    .bind(leaves[k * ROWS_PER_STATEMENT + i].to_vec());
-            }
-            q.execute(&mut *conn).await?;
-            phases.add("L: leaves insert", &mut at);
-        }
-    }
+    // `ledger::extend` and `store_nodes`: the tree in memory first, then its completed nodes
+    // at levels 4, 8, 12, …
     if let Some(frontier) = frontier.as_mut() {
-        // `ledger::extend`: the completed nodes at levels 4, 8, 12, …
         let mut nodes = Vec::new();
         for leaf in &leaves {
             nodes.extend(
@@ -297,7 +245,7 @@ async fn replica_append(
         for chunk in nodes.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO audit_nodes (tenant, level, idx, hash) VALUES {}",
-                values(backend, chunk.len(), 4)
+                values(backend, chunk.len(), 4, 1)
             );
             let mut q = sqlx::query(&sql);
             for (id, hash) in chunk {
@@ -310,11 +258,91 @@ async fn replica_append(
             q.execute(&mut *conn).await?;
         }
         phases.add("L: nodes insert", &mut at);
-        let bytes: Vec<u8> = frontier.hashes().iter().flatten().copied().collect();
+    }
+    let frontier_bytes =
+        |f: &CompactRange| -> Vec<u8> { f.hashes().iter().flatten().copied().collect() };
+
+    // The rows: on PostgreSQL each chunk is one statement (data-modifying CTEs), the last
+    // one carrying the head's update, as in the store; on SQLite one statement per table.
+    let chunks = count.div_ceil(ROWS_PER_STATEMENT);
+    for (k, (chunk, texts)) in entries
+        .chunks(ROWS_PER_STATEMENT)
+        .zip(canonical.chunks(ROWS_PER_STATEMENT))
+        .enumerate()
+    {
+        let n = chunk.len();
+        let with_leaves = variant != Variant::None;
+        let last = k + 1 == chunks;
+        let insert_entries = format!(
+            "INSERT INTO audit_entries (tenant, seq, id, created_at, actor, action, target_kind, target_id, outcome, reason_code, operator_ticket, canonical) VALUES {}",
+            values(backend, n, 12, 1)
+        );
+        let insert_leaves = format!(
+            "INSERT INTO audit_leaves (tenant, seq, leaf_hash) VALUES {}",
+            values(backend, n, 3, if pg { 12 * n + 1 } else { 1 })
+        );
+        let chunk_leaves = if with_leaves {
+            &leaves[k * ROWS_PER_STATEMENT..k * ROWS_PER_STATEMENT + n]
+        } else {
+            &[][..]
+        };
+        if pg {
+            let next = if with_leaves { 15 * n + 1 } else { 12 * n + 1 };
+            let head = match (last, &frontier) {
+                (false, _) => None,
+                (true, Some(_)) => Some(format!(
+                    "UPDATE audit_heads SET next_seq = ${next}, frontier = ${} WHERE tenant = ${}",
+                    next + 1,
+                    next + 2
+                )),
+                (true, None) => Some(format!(
+                    "UPDATE audit_heads SET next_seq = ${next} WHERE tenant = ${}",
+                    next + 1
+                )),
+            };
+            let sql = match (with_leaves, head) {
+                (true, Some(h)) => {
+                    format!("WITH e AS ({insert_entries}), l AS ({insert_leaves}) {h}")
+                }
+                (true, None) => format!("WITH e AS ({insert_entries}) {insert_leaves}"),
+                (false, Some(h)) => format!("WITH e AS ({insert_entries}) {h}"),
+                (false, None) => insert_entries,
+            };
+            let mut q = bind_leaves(
+                bind_entries(sqlx::query(&sql), chunk, texts),
+                chunk,
+                chunk_leaves,
+            );
+            if last {
+                q = q.bind(base + count as i64);
+                if let Some(f) = &frontier {
+                    q = q.bind(frontier_bytes(f));
+                }
+                q = q.bind(tenant.as_str().to_owned());
+            }
+            q.execute(&mut *conn).await?;
+            phases.add(
+                "rows: entries (L: + leaves) (+ head) in one statement",
+                &mut at,
+            );
+        } else {
+            bind_entries(sqlx::query(&insert_entries), chunk, texts)
+                .execute(&mut *conn)
+                .await?;
+            phases.add("entries insert", &mut at);
+            if with_leaves {
+                bind_leaves(sqlx::query(&insert_leaves), chunk, chunk_leaves)
+                    .execute(&mut *conn)
+                    .await?;
+                phases.add("L: leaves insert", &mut at);
+            }
+        }
+    }
+    if let (false, Some(f)) = (pg, &frontier) {
         sqlx::query("UPDATE audit_heads SET next_seq = $2, frontier = $3 WHERE tenant = $1")
             .bind(tenant.as_str())
-            .bind(frontier.size() as i64)
-            .bind(bytes)
+            .bind(f.size() as i64)
+            .bind(frontier_bytes(f))
             .execute(&mut *conn)
             .await?;
         phases.add("L: frontier update", &mut at);
@@ -338,6 +366,39 @@ async fn replica_append(
     tx.commit().await?;
     phases.add("commit", &mut at);
     Ok(leaves)
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// `audit.rs` `bind_entries`: the columns of `entries` with their canonical texts.
+fn bind_entries<'q>(mut q: AnyQuery<'q>, entries: &[AuditEntry], texts: &[String]) -> AnyQuery<'q> {
+    for (e, c) in entries.iter().zip(texts) {
+        q = q
+            .bind(e.tenant.clone())
+            .bind(e.seq as i64)
+            .bind(e.id.to_string())
+            .bind(e.created_at.as_micros())
+            .bind(e.actor.clone())
+            .bind(e.action.clone())
+            .bind(e.target_kind.clone())
+            .bind(e.target_id.clone())
+            .bind(e.outcome.as_str())
+            .bind(e.reason_code.map(|c| c.as_str()))
+            .bind(e.operator_ticket.clone())
+            .bind(c.clone());
+    }
+    q
+}
+
+/// `audit.rs` `bind_leaves` (no rows for the `none` variant).
+fn bind_leaves<'q>(mut q: AnyQuery<'q>, entries: &[AuditEntry], leaves: &[Hash]) -> AnyQuery<'q> {
+    for (e, leaf) in entries.iter().zip(leaves) {
+        q = q
+            .bind(e.tenant.clone())
+            .bind(e.seq as i64)
+            .bind(leaf.to_vec());
+    }
+    q
 }
 
 /// `audit.rs` `count_in_tx`: the hourly counters, upserted.
@@ -366,7 +427,7 @@ async fn count_in_tx(conn: &mut AnyConnection, backend: Backend, entries: &[Audi
              ON CONFLICT (tenant, hour, action, outcome, actor) DO UPDATE SET n = audit_counts.n + excluded.n, \
              first_at = CASE WHEN excluded.first_at < audit_counts.first_at THEN excluded.first_at ELSE audit_counts.first_at END, \
              last_at = CASE WHEN excluded.last_at > audit_counts.last_at THEN excluded.last_at ELSE audit_counts.last_at END",
-            values(backend, chunk.len(), 8)
+            values(backend, chunk.len(), 8, 1)
         );
         let mut q = sqlx::query(&sql);
         for ((hour, (action, outcome, actor)), (n, first, last)) in chunk {
@@ -414,9 +475,14 @@ impl Subject {
         let (store, pool) = if variant == Variant::Store {
             (Some(store), None)
         } else {
-            // The schema is migrated; the replica writes through its own pool.
+            // The schema is migrated; the replica writes through its own pool, to a log
+            // whose head row exists (the store creates it with a tenant's first entry).
             store.close().await;
-            (None, Some(write_pool(&db).await?))
+            let pool = write_pool(&db).await?;
+            sqlx::query("INSERT INTO audit_heads (tenant, next_seq) VALUES ('acme', 0)")
+                .execute(&pool)
+                .await?;
+            (None, Some(pool))
         };
         Ok(Some(Self {
             variant,

@@ -11,6 +11,9 @@ use warden_core::names::{AuditId, TenantId};
 use warden_core::time::Timestamp;
 
 use crate::sql::{ROWS_PER_STATEMENT, values_placeholders};
+
+/// A statement with its bound values, under the `Any` driver.
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 use crate::{Store, StoreError, StoreResult, ledger, outbox, row};
 
 /// An entry as stored: the entry plus its leaf hash.
@@ -114,54 +117,53 @@ pub struct ActorCount {
     pub count: i64,
 }
 
-/// Take the tenant's log lock for this transaction and return the instant to stamp the
-/// action and its entry with. Audited transactions call this first: appends of one tenant
-/// serialise here (the head row's lock on PostgreSQL; the single writer on SQLite), so
-/// `created_at` never goes backwards as `seq` goes up, and the action and its entry share
-/// one time.
+/// A tenant's log, locked for the rest of the transaction by [`lock_log`]: the instant
+/// to stamp the action and its entries with, and the tree's compact range as it stands.
+pub(crate) struct LockedLog {
+    tenant: TenantId,
+    /// When the action happens: its own rows and its entries carry this time.
+    pub(crate) now: Timestamp,
+    frontier: warden_ledger::tree::CompactRange,
+}
+
+/// Take the tenant's log lock for this transaction and read its head. Audited
+/// transactions call this first: appends of one tenant serialise here (the head row's
+/// lock on PostgreSQL; the single writer on SQLite), so `created_at` never goes backwards
+/// as `seq` goes up, and the action and its entry share one time. One statement when the
+/// log exists (the lock and the read are the same `SELECT … FOR UPDATE`).
 pub(crate) async fn lock_log(
     conn: &mut AnyConnection,
     tenant: &TenantId,
-    dialect: crate::Dialect,
-) -> StoreResult<Timestamp> {
-    if dialect.backend == crate::Backend::Postgres {
-        sqlx::query("INSERT INTO audit_heads (tenant, next_seq) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING")
-            .bind(tenant.as_str())
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("SELECT next_seq FROM audit_heads WHERE tenant = $1 FOR UPDATE")
-            .bind(tenant.as_str())
-            .fetch_one(&mut *conn)
-            .await?;
-    }
-    Ok(Timestamp::now())
+) -> StoreResult<LockedLog> {
+    let frontier = ledger::load_frontier(conn, tenant).await?;
+    Ok(LockedLog {
+        tenant: tenant.clone(),
+        now: Timestamp::now(),
+        frontier,
+    })
 }
 
-/// Append `drafts` (all of one tenant) to that tenant's log inside the caller's
-/// transaction. The head row's update serialises appends per tenant (a row lock on
-/// PostgreSQL; the single writer on SQLite), so `seq` is gapless.
+/// Append `drafts` (all of `log`'s tenant) to the log inside the caller's transaction,
+/// which took the log's lock with [`lock_log`]; `seq` is gapless. The head row holds the
+/// next seq and the tree's compact range; extending both here keeps the root that of the
+/// committed log (decision 0008).
 pub(crate) async fn append_in_tx(
     conn: &mut AnyConnection,
     drafts: Vec<AuditDraft>,
-    now: Timestamp,
+    log: LockedLog,
 ) -> StoreResult<Vec<AuditEntry>> {
-    let Some(first) = drafts.first() else {
+    let LockedLog {
+        tenant,
+        now,
+        mut frontier,
+    } = log;
+    if drafts.is_empty() {
         return Ok(Vec::new());
-    };
-    let tenant = first.tenant.clone();
+    }
     debug_assert!(
         drafts.iter().all(|d| d.tenant == tenant),
         "one tenant per append"
     );
-    sqlx::query(
-        "INSERT INTO audit_heads (tenant, next_seq) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING",
-    )
-    .bind(tenant.as_str())
-    .execute(&mut *conn)
-    .await?;
-    // The head row holds the next seq and the tree's compact range; extending both here
-    // keeps the root that of the committed log (decision 0008).
-    let mut frontier = ledger::load_frontier(conn, &tenant).await?;
     let base = frontier.size() as i64;
 
     let mut entries = Vec::with_capacity(drafts.len());
@@ -174,54 +176,114 @@ pub(crate) async fn append_in_tx(
         entries.push(entry);
     }
 
-    for (chunk_entries, chunk_encoded) in entries
+    // The tree first, in memory: the nodes it completes and the new head are known before
+    // anything is written.
+    let leaves: Vec<[u8; 32]> = encoded.iter().map(|(_, h)| *h).collect();
+    let nodes = ledger::extend(&mut frontier, &leaves);
+    ledger::store_nodes(conn, &tenant, &nodes).await?;
+    // On PostgreSQL the last chunk's entries, leaves and the head's update are one
+    // statement (data-modifying CTEs): a single audited action makes one round trip for
+    // its entry, as it would without the ledger. SQLite has no such CTEs and no round trips.
+    let fold = conn.backend_name() != "SQLite";
+    let chunks = entries.len().div_ceil(ROWS_PER_STATEMENT);
+    for (i, (chunk_entries, chunk_encoded)) in entries
         .chunks(ROWS_PER_STATEMENT)
         .zip(encoded.chunks(ROWS_PER_STATEMENT))
+        .enumerate()
     {
-        let sql = format!(
+        let n = chunk_entries.len();
+        let insert_entries = format!(
             "INSERT INTO audit_entries (tenant, seq, id, created_at, actor, action, target_kind, target_id, outcome, reason_code, operator_ticket, canonical) VALUES {}",
-            values_placeholders(chunk_entries.len(), 12, 1)
+            values_placeholders(n, 12, 1)
         );
-        let sql = crate::sql::for_backend(conn, sql);
-        let mut q = sqlx::query(&sql);
-        for (e, (canonical, _)) in chunk_entries.iter().zip(chunk_encoded) {
-            q = q
-                .bind(e.tenant.clone())
-                .bind(e.seq as i64)
-                .bind(e.id.to_string())
-                .bind(e.created_at.as_micros())
-                .bind(e.actor.clone())
-                .bind(e.action.clone())
-                .bind(e.target_kind.clone())
-                .bind(e.target_id.clone())
-                .bind(e.outcome.as_str())
-                .bind(e.reason_code.map(|c| c.as_str()))
-                .bind(e.operator_ticket.clone())
-                .bind(canonical.clone());
-        }
-        q.execute(&mut *conn).await?;
-
-        let sql = format!(
+        let head_too = fold && i + 1 == chunks;
+        let first_leaf = if fold { 12 * n + 1 } else { 1 };
+        let insert_leaves = format!(
             "INSERT INTO audit_leaves (tenant, seq, leaf_hash) VALUES {}",
-            values_placeholders(chunk_entries.len(), 3, 1)
+            values_placeholders(n, 3, first_leaf)
         );
-        let sql = crate::sql::for_backend(conn, sql);
-        let mut q = sqlx::query(&sql);
-        for (e, (_, hash)) in chunk_entries.iter().zip(chunk_encoded) {
-            q = q
-                .bind(e.tenant.clone())
-                .bind(e.seq as i64)
-                .bind(hash.to_vec());
+        if fold {
+            let sql = if head_too {
+                let h = 15 * n + 1;
+                format!(
+                    "WITH e AS ({insert_entries}), l AS ({insert_leaves}) \
+                     UPDATE audit_heads SET next_seq = ${h}, frontier = ${} WHERE tenant = ${}",
+                    h + 1,
+                    h + 2
+                )
+            } else {
+                format!("WITH e AS ({insert_entries}) {insert_leaves}")
+            };
+            let q = sqlx::query(&sql);
+            let mut q = bind_leaves(
+                bind_entries(q, chunk_entries, chunk_encoded),
+                chunk_entries,
+                chunk_encoded,
+            );
+            if head_too {
+                q = q
+                    .bind(frontier.size() as i64)
+                    .bind(ledger::frontier_bytes(&frontier))
+                    .bind(tenant.as_str());
+            }
+            q.execute(&mut *conn).await?;
+        } else {
+            let sql = crate::sql::for_backend(conn, insert_entries);
+            bind_entries(sqlx::query(&sql), chunk_entries, chunk_encoded)
+                .execute(&mut *conn)
+                .await?;
+            let sql = crate::sql::for_backend(conn, insert_leaves);
+            bind_leaves(sqlx::query(&sql), chunk_entries, chunk_encoded)
+                .execute(&mut *conn)
+                .await?;
         }
-        q.execute(&mut *conn).await?;
     }
-    let leaves: Vec<[u8; 32]> = encoded.iter().map(|(_, h)| *h).collect();
-    ledger::extend(conn, &tenant, &mut frontier, &leaves).await?;
-    ledger::store_frontier(conn, &tenant, &frontier).await?;
+    if !fold {
+        ledger::store_frontier(conn, &tenant, &frontier).await?;
+    }
     count_in_tx(conn, &entries).await?;
     let events: Vec<AuditEvent> = entries.iter().map(AuditEvent::from_entry).collect();
     outbox::enqueue_events(conn, "audit", &events, now).await?;
     Ok(entries)
+}
+
+/// Bind the columns of `entries` (with their canonical texts), in `audit_entries` order.
+fn bind_entries<'q>(
+    mut q: AnyQuery<'q>,
+    entries: &[AuditEntry],
+    encoded: &[(String, [u8; 32])],
+) -> AnyQuery<'q> {
+    for (e, (canonical, _)) in entries.iter().zip(encoded) {
+        q = q
+            .bind(e.tenant.clone())
+            .bind(e.seq as i64)
+            .bind(e.id.to_string())
+            .bind(e.created_at.as_micros())
+            .bind(e.actor.clone())
+            .bind(e.action.clone())
+            .bind(e.target_kind.clone())
+            .bind(e.target_id.clone())
+            .bind(e.outcome.as_str())
+            .bind(e.reason_code.map(|c| c.as_str()))
+            .bind(e.operator_ticket.clone())
+            .bind(canonical.clone());
+    }
+    q
+}
+
+/// Bind the `audit_leaves` rows of `entries`.
+fn bind_leaves<'q>(
+    mut q: AnyQuery<'q>,
+    entries: &[AuditEntry],
+    encoded: &[(String, [u8; 32])],
+) -> AnyQuery<'q> {
+    for (e, (_, hash)) in entries.iter().zip(encoded) {
+        q = q
+            .bind(e.tenant.clone())
+            .bind(e.seq as i64)
+            .bind(hash.to_vec());
+    }
+    q
 }
 
 /// An hour in microseconds: the bucket of `audit_counts`.
@@ -473,8 +535,8 @@ impl Store {
     /// Append one entry in its own transaction (rejections, token issuance, `_system`).
     pub async fn append_audit(&self, draft: AuditDraft) -> StoreResult<AuditEntry> {
         let mut tx = self.begin_write().await?;
-        let now = lock_log(&mut tx, &draft.tenant, self.dialect()).await?;
-        let mut entries = append_in_tx(&mut tx, vec![draft], now).await?;
+        let log = lock_log(&mut tx, &draft.tenant).await?;
+        let mut entries = append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         Ok(entries.remove(0))
     }
@@ -485,12 +547,12 @@ impl Store {
         &self,
         drafts: Vec<AuditDraft>,
     ) -> StoreResult<Vec<AuditEntry>> {
-        let mut tx = self.begin_write().await?;
-        let now = match drafts.first() {
-            Some(d) => lock_log(&mut tx, &d.tenant, self.dialect()).await?,
-            None => Timestamp::now(),
+        let Some(tenant) = drafts.first().map(|d| d.tenant.clone()) else {
+            return Ok(Vec::new());
         };
-        let entries = append_in_tx(&mut tx, drafts, now).await?;
+        let mut tx = self.begin_write().await?;
+        let log = lock_log(&mut tx, &tenant).await?;
+        let entries = append_in_tx(&mut tx, drafts, log).await?;
         tx.commit().await?;
         Ok(entries)
     }

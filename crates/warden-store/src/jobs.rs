@@ -799,7 +799,8 @@ impl Store {
     ) -> StoreResult<Job> {
         let lock = self.dialect().for_update();
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let mut found = fetch_by_ids(&mut tx, tenant, &[id], lock).await?;
         let Some(mut job) = found.remove(&id) else {
             return Err(rejected_unknown(id));
@@ -839,7 +840,7 @@ impl Store {
                 ("dependents_canceled", upstream_canceled.into()),
             ],
         );
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         job.state = t.to;
         job.updated_at = now;
@@ -855,7 +856,8 @@ impl Store {
         draft: AuditDraft,
     ) -> StoreResult<Job> {
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let mut found = fetch_by_ids(&mut tx, tenant, &[id], "").await?;
         let Some(old) = found.remove(&id) else {
             return Err(rejected_unknown(id));
@@ -880,7 +882,7 @@ impl Store {
                 ("state_before", old.state.as_str().into()),
             ],
         );
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         Ok(new)
     }
@@ -976,8 +978,8 @@ impl Store {
         let queues: Vec<&QueueName> = new_jobs.iter().map(|j| &j.queue).collect();
         ensure_queues(&mut tx, tenant, &queues, now).await?;
         insert_jobs(&mut tx, tenant, &new_jobs, Some(&actor)).await?;
-        let stamped = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
-        audit::append_in_tx(&mut tx, drafts, stamped).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        audit::append_in_tx(&mut tx, drafts, log).await?;
         tx.commit().await?;
         Ok(outcomes)
     }

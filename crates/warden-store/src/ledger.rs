@@ -108,7 +108,7 @@ fn hash_from(bytes: &[u8], table: &'static str) -> StoreResult<Hash> {
         .map_err(|_| StoreError::corrupt(table, format!("hash of {} bytes", bytes.len())))
 }
 
-fn frontier_bytes(range: &CompactRange) -> Vec<u8> {
+pub(crate) fn frontier_bytes(range: &CompactRange) -> Vec<u8> {
     range
         .hashes()
         .iter()
@@ -127,8 +127,8 @@ fn frontier_from(size: u64, bytes: &[u8]) -> StoreResult<CompactRange> {
     CompactRange::from_parts(size, hashes).map_err(|e| StoreError::corrupt("audit_heads", e))
 }
 
-/// Lock the tenant's head (the caller has created it) and return its size and compact
-/// range, rebuilding the range from the stored leaves for a log written before the ledger
+/// Lock the tenant's head (creating it for a tenant's first entry) and return its size
+/// and compact range, rebuilding the range from the stored leaves for a log written before the ledger
 /// existed (once; the caller stores it).
 pub(crate) async fn load_frontier(
     conn: &mut AnyConnection,
@@ -139,12 +139,26 @@ pub(crate) async fn load_frontier(
     } else {
         " FOR UPDATE"
     };
-    let r = sqlx::query(&format!(
-        "SELECT next_seq, frontier FROM audit_heads WHERE tenant = $1{lock}"
-    ))
-    .bind(tenant.as_str())
-    .fetch_one(&mut *conn)
-    .await?;
+    let select = format!("SELECT next_seq, frontier FROM audit_heads WHERE tenant = $1{lock}");
+    let found = sqlx::query(&select)
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let r = match found {
+        Some(r) => r,
+        // A tenant's first entry: create its head (a concurrent first append may win the
+        // insert; either way the row exists and the second read locks it).
+        None => {
+            sqlx::query("INSERT INTO audit_heads (tenant, next_seq) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING")
+                .bind(tenant.as_str())
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(&select)
+                .bind(tenant.as_str())
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
     let size = row::int(&r, "next_seq")? as u64;
     match r.try_get::<Option<Vec<u8>>, _>("frontier")? {
         Some(bytes) => frontier_from(size, &bytes),
@@ -191,7 +205,7 @@ async fn rebuild(
         }
         // Nodes a rebuild finds already stored (the frontier was lost, not the nodes)
         // are kept: they can be neither replaced nor inserted twice.
-        for (id, hash) in append_all(&mut range, &leaves) {
+        for (id, hash) in extend(&mut range, &leaves) {
             sqlx::query(
                 "INSERT INTO audit_nodes (tenant, level, idx, hash) SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM audit_nodes WHERE tenant = $1 AND level = $2 AND idx = $3)",
             )
@@ -206,14 +220,12 @@ async fn rebuild(
     Ok(range)
 }
 
-/// Append `leaves` to `range`, storing the completed nodes at the stored levels.
-pub(crate) async fn extend(
+/// Store completed interior nodes of a tenant's tree.
+pub(crate) async fn store_nodes(
     conn: &mut AnyConnection,
     tenant: &TenantId,
-    range: &mut CompactRange,
-    leaves: &[Hash],
+    nodes: &[(NodeId, Hash)],
 ) -> StoreResult<()> {
-    let nodes = append_all(range, leaves);
     for chunk in nodes.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO audit_nodes (tenant, level, idx, hash) VALUES {}",
@@ -233,7 +245,9 @@ pub(crate) async fn extend(
     Ok(())
 }
 
-fn append_all(range: &mut CompactRange, leaves: &[Hash]) -> Vec<(NodeId, Hash)> {
+/// Append `leaves` to `range`: the completed nodes at the stored levels, for
+/// [`store_nodes`].
+pub(crate) fn extend(range: &mut CompactRange, leaves: &[Hash]) -> Vec<(NodeId, Hash)> {
     let mut nodes = Vec::new();
     for leaf in leaves {
         nodes.extend(
@@ -622,7 +636,8 @@ impl Store {
         entry: warden_core::audit::AuditDraft,
     ) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
-        let now = crate::audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = crate::audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let old = sqlx::query("SELECT upto FROM audit_archived WHERE tenant = $1")
             .bind(tenant.as_str())
             .fetch_optional(&mut *tx)
@@ -658,7 +673,7 @@ impl Store {
             .bind(upto as i64)
             .execute(&mut *tx)
             .await?;
-        crate::audit::append_in_tx(&mut tx, vec![entry], now).await?;
+        crate::audit::append_in_tx(&mut tx, vec![entry], log).await?;
         tx.commit().await?;
         Ok(moved)
     }

@@ -164,7 +164,8 @@ impl Store {
         draft: AuditDraft,
     ) -> StoreResult<QueueView> {
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let before = lock_queue(&mut tx, tenant, name, self.dialect())
             .await?
             .limits;
@@ -186,7 +187,7 @@ impl Store {
         .await?;
         let draft = with_before_after(draft, limits_metadata(&before), limits_metadata(&limits));
         crate::outbox::enqueue_queue_change(&mut tx, name, QueueChange::Limits, now).await?;
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         self.get_queue(tenant, name)
             .await?
@@ -211,7 +212,8 @@ impl Store {
         draft: AuditDraft,
     ) -> StoreResult<TenantQuota> {
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let before = quota_row(&mut tx, tenant, self.dialect().for_update())
             .await?
             .map(|(q, _)| q)
@@ -233,7 +235,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let draft = with_before_after(draft, quota_metadata(&before), quota_metadata(&quota));
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         Ok(quota)
     }

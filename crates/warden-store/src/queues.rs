@@ -267,7 +267,8 @@ impl Store {
         mut draft: AuditDraft,
     ) -> StoreResult<QueueView> {
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let before = lock_queue(&mut tx, tenant, name, self.dialect())
             .await?
             .retry;
@@ -292,7 +293,7 @@ impl Store {
         };
         draft.metadata = serde_json::json!({"before": as_json(&before), "after": as_json(&retry)});
         outbox::enqueue_queue_change(&mut tx, name, QueueChange::Retry, now).await?;
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         self.get_queue(tenant, name)
             .await?
@@ -389,7 +390,8 @@ impl Store {
         draft: AuditDraft,
     ) -> StoreResult<QueueView> {
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let current = lock_queue(&mut tx, tenant, name, self.dialect()).await?;
         if current.paused == paused {
             return Err(StoreError::pause_refused(&format!("queue {name}"), paused));
@@ -409,7 +411,7 @@ impl Store {
             QueueChange::Resumed
         };
         outbox::enqueue_queue_change(&mut tx, name, change, now).await?;
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         self.get_queue(tenant, name)
             .await?

@@ -109,7 +109,8 @@ impl Store {
         mut draft: AuditDraft,
     ) -> StoreResult<Schedule> {
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let schedule = Schedule {
             id: ScheduleId::new(),
             cron: new.calendar.cron().to_string(),
@@ -152,7 +153,7 @@ impl Store {
             "queue": schedule.queue.as_str(),
             "type": schedule.job_type.as_str(),
         });
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         Ok(schedule)
     }
@@ -217,7 +218,8 @@ impl Store {
             )));
         }
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let schedule = lock_schedule(&mut tx, tenant, id, self.dialect())
             .await?
             .ok_or_else(|| unknown(&id.to_string()))?;
@@ -241,7 +243,7 @@ impl Store {
             "runs": runs.len(),
             "created": created,
         });
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         Ok(runs)
     }
@@ -258,7 +260,8 @@ impl Store {
         draft: AuditDraft,
     ) -> StoreResult<Schedule> {
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let Some(mut schedule) = lock_schedule(&mut tx, tenant, id, self.dialect()).await? else {
             return Err(unknown(&id.to_string()));
         };
@@ -284,7 +287,7 @@ impl Store {
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         Ok(schedule)
     }

@@ -137,7 +137,8 @@ impl Store {
             .collect::<Vec<_>>()
             .join(" ");
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         sqlx::query(
             "INSERT INTO tenants (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
@@ -180,7 +181,7 @@ impl Store {
         audit::append_in_tx(
             &mut tx,
             vec![cli_draft(tenant, actor, "client.create", name, metadata)],
-            now,
+            log,
         )
         .await?;
         tx.commit().await?;
@@ -224,7 +225,8 @@ impl Store {
         change: ClientChange,
     ) -> StoreResult<ClientRecord> {
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, tenant, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
         let sql = format!(
             "SELECT {CLIENT_COLUMNS} FROM clients WHERE tenant = $1 AND name = $2{}",
             self.dialect().for_update()
@@ -269,7 +271,7 @@ impl Store {
         audit::append_in_tx(
             &mut tx,
             vec![cli_draft(tenant, actor, action, name, metadata)],
-            now,
+            log,
         )
         .await?;
         tx.commit().await?;
@@ -346,7 +348,7 @@ impl Store {
     ) -> StoreResult<u64> {
         let system = TenantId::system();
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, &system, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, &system).await?;
         let rows = sqlx::query("SELECT kid, purpose, secret FROM signing_keys ORDER BY kid")
             .fetch_all(&mut *tx)
             .await?;
@@ -365,7 +367,7 @@ impl Store {
         draft.operator_reason = Some(warrant.reason.clone());
         draft.operator_ticket = Some(warrant.ticket.clone());
         draft.metadata = serde_json::json!({"keys": rows.len()});
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         Ok(rows.len() as u64)
     }
@@ -459,7 +461,8 @@ impl Store {
     ) -> StoreResult<Vec<String>> {
         let system = TenantId::system();
         let mut tx = self.begin_write().await?;
-        let now = audit::lock_log(&mut tx, &system, self.dialect()).await?;
+        let log = audit::lock_log(&mut tx, &system).await?;
+        let now = log.now;
         if self.backend() == crate::Backend::Postgres {
             // The same lock a first start takes, so a rotation and a start never both
             // leave an active key.
@@ -503,7 +506,7 @@ impl Store {
         draft.operator_reason = Some(warrant.reason.clone());
         draft.operator_ticket = Some(warrant.ticket.clone());
         draft.metadata = serde_json::json!({"purpose": new.purpose, "retired": retired});
-        audit::append_in_tx(&mut tx, vec![draft], now).await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         Ok(retired)
     }
