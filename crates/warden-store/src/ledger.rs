@@ -128,8 +128,8 @@ fn frontier_from(size: u64, bytes: &[u8]) -> StoreResult<CompactRange> {
 }
 
 /// Lock the tenant's head (creating it for a tenant's first entry) and return its size
-/// and compact range, rebuilding the range from the stored leaves for a log written before the ledger
-/// existed (once; the caller stores it).
+/// and compact range, rebuilding the range from the stored leaves for a log written
+/// before the ledger existed (once; the caller stores it).
 pub(crate) async fn load_frontier(
     conn: &mut AnyConnection,
     tenant: &TenantId,
