@@ -15,11 +15,11 @@ use warden_core::time::Timestamp;
 use sqlx::any::AnyRow;
 use warden_core::limits::QueueLimits;
 
-use crate::jobs::{cascade_upstream_failure, fetch_by_ids, insert_events};
+use crate::jobs::{cascade_upstream_failure, insert_events};
 use crate::limits::{count_in_states, quota_row};
 use crate::queues::decode_limits;
 use crate::sql::{ROWS_PER_STATEMENT, list_placeholders};
-use crate::{Backend, Store, StoreResult, row};
+use crate::{Backend, Store, StoreError, StoreResult, row};
 
 /// Rows a periodic pass handles per transaction.
 const SWEEP_BATCH: i64 = 1_000;
@@ -184,12 +184,12 @@ async fn touch_agent(
 /// inside the 30 s after which the registry shows it offline).
 const AGENT_TOUCH_MICROS: i64 = 5_000_000;
 
-/// One finished attempt's new row values: id, state, `run_at`, result, error.
-type FinishedRow = (JobId, JobState, Timestamp, Option<String>, Option<String>);
+/// One finished attempt's new row values: the row's locator (`crate::sql::locator`),
+/// state, `run_at`, result, error.
+type FinishedRow = (String, JobState, Timestamp, Option<String>, Option<String>);
 
-/// Write finished attempts in a few statements (one per 200 jobs), not one per job. The
-/// redundant `jobs.id IN (SELECT id FROM v)` makes SQLite 3.46 search `jobs` by primary
-/// key; without it, with bound parameters, it walked every job of the tenant per statement.
+/// Write finished attempts in a few statements (one per 200 jobs), not one per job, to
+/// rows this transaction holds locked.
 async fn update_finished(
     conn: &mut AnyConnection,
     tenant: &TenantId,
@@ -214,29 +214,116 @@ async fn update_finished(
             .join(", ");
         let next = chunk.len() * 5 + 1;
         let sql = format!(
-            "WITH v (id, state, run_at, result, error) AS (VALUES {values}) \
+            "WITH v (loc, state, run_at, result, error) AS (VALUES {values}) \
              UPDATE jobs SET state = v.state, run_at = v.run_at, \
                result = COALESCE(v.result, jobs.result), last_error = COALESCE(v.error, jobs.last_error), \
                lease_id = NULL, lease_agent = NULL, lease_expires_at = NULL, updated_at = ${next} \
-             FROM v WHERE jobs.tenant = ${} AND jobs.id = v.id AND jobs.id IN (SELECT id FROM v)",
-            next + 1
+             FROM v WHERE {}",
+            crate::sql::locator_eq(conn, "jobs", next + 1)
         );
         let sql = crate::sql::for_backend(conn, sql);
         let mut q = sqlx::query(&sql);
-        for (id, state, run_at, result, error) in chunk {
+        for (loc, state, run_at, result, error) in chunk {
             q = q
-                .bind(id.to_string())
+                .bind(loc.as_str())
                 .bind(state.as_str())
                 .bind(run_at.as_micros())
                 .bind(result.clone())
                 .bind(error.clone());
         }
-        q.bind(now.as_micros())
+        let updated = q
+            .bind(now.as_micros())
             .bind(tenant.as_str())
             .execute(&mut *conn)
-            .await?;
+            .await?
+            .rows_affected();
+        if updated != chunk.len() as u64 {
+            return Err(StoreError::Corrupt {
+                table: "jobs",
+                message: format!("a finish updated {updated} of {} locked rows", chunk.len()),
+            });
+        }
     }
     Ok(())
+}
+
+/// What a finish needs of a job it settles, read and locked in one statement per chunk.
+struct Settling {
+    loc: String,
+    state: JobState,
+    attempt: u32,
+    max_attempts: u32,
+    queue: QueueName,
+    job_type: JobType,
+    run_at: Timestamp,
+    lease_id: Option<String>,
+    leased_at: Option<i64>,
+}
+
+/// The hot-table rows of `ids` a finish settles, locked; ids not there are left out (a
+/// job moved to `jobs_done` has finished, so no lease on it is held).
+async fn settling_rows(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    ids: &[JobId],
+    lock: &str,
+) -> StoreResult<HashMap<JobId, Settling>> {
+    let cols = format!(
+        "id, state, attempt, max_attempts, queue, job_type, run_at, lease_id, leased_at, {} AS loc",
+        crate::sql::locator(conn)
+    );
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = crate::sql::select_by_ids(conn, "jobs", &cols, chunk.len(), lock);
+        let mut q = sqlx::query(&sql).bind(tenant.as_str());
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.insert(
+                row::parse("jobs", &row::text(&r, "id")?, JobId::parse)?,
+                Settling {
+                    loc: row::text(&r, "loc")?,
+                    state: row::parse("jobs", &row::text(&r, "state")?, |s| {
+                        JobState::parse(s).ok_or("unknown state")
+                    })?,
+                    attempt: row::int(&r, "attempt")? as u32,
+                    max_attempts: row::int(&r, "max_attempts")? as u32,
+                    queue: row::parse("jobs", &row::text(&r, "queue")?, QueueName::parse)?,
+                    job_type: row::parse("jobs", &row::text(&r, "job_type")?, JobType::parse)?,
+                    run_at: Timestamp::from_micros(row::int(&r, "run_at")?),
+                    lease_id: row::opt_text(&r, "lease_id")?,
+                    leased_at: row::opt_int(&r, "leased_at")?,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Those of `ids` that exist in `jobs_done` (for telling `LEASE_NOT_HELD` from
+/// `UNKNOWN_JOB_ID`).
+async fn finished_ids(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    ids: &[JobId],
+) -> StoreResult<std::collections::HashSet<JobId>> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = crate::sql::select_by_ids(conn, "jobs_done", "id", chunk.len(), "");
+        let mut q = sqlx::query(&sql).bind(tenant.as_str());
+        for id in chunk {
+            q = q.bind(id.to_string());
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.insert(row::parse(
+                "jobs_done",
+                &row::text(&r, "id")?,
+                JobId::parse,
+            )?);
+        }
+    }
+    Ok(out)
 }
 
 /// Those of `ids` that some job depends on (most jobs have no dependents: one indexed
@@ -436,7 +523,9 @@ impl Store {
         let lease_id = uuid::Uuid::now_v7().to_string();
         let expires = now.saturating_add_micros(req.lease_secs as i64 * 1_000_000);
         let mut leased = Vec::with_capacity(rows.len());
+        let mut locs = Vec::with_capacity(rows.len());
         for r in &rows {
+            locs.push(row::text(r, "loc")?);
             let attempt = row::int(r, "attempt")? as u32;
             let max_attempts = row::int(r, "max_attempts")? as u32;
             let t = transition(JobState::Available, attempt, max_attempts, JobEvent::Lease)
@@ -454,11 +543,11 @@ impl Store {
                 due_at: Timestamp::from_micros(row::int(r, "run_at")?),
             });
         }
-        for chunk in leased.chunks(ROWS_PER_STATEMENT) {
+        for chunk in locs.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_id = $1, lease_agent = $2, lease_secs = $3, lease_expires_at = $4, updated_at = $5, leased_at = $5 \
-                 WHERE tenant = $6 AND state = 'available' AND id IN ({})",
-                list_placeholders(chunk.len(), 7)
+                 WHERE {}",
+                crate::sql::locator_in(&tx, 6, chunk.len(), 7)
             );
             let sql = crate::sql::for_backend(&tx, sql);
             let mut q = sqlx::query(&sql)
@@ -468,10 +557,16 @@ impl Store {
                 .bind(expires.as_micros())
                 .bind(now.as_micros())
                 .bind(tenant.as_str());
-            for j in chunk {
-                q = q.bind(j.id.to_string());
+            for loc in chunk {
+                q = q.bind(loc.as_str());
             }
-            q.execute(&mut *tx).await?;
+            let updated = q.execute(&mut *tx).await?.rows_affected();
+            if updated != chunk.len() as u64 {
+                return Err(StoreError::Corrupt {
+                    table: "jobs",
+                    message: format!("a lease updated {updated} of {} claimed rows", chunk.len()),
+                });
+            }
         }
         let events: Vec<(JobId, TimelineEntry)> = leased
             .iter()
@@ -653,9 +748,10 @@ impl Store {
         want: u64,
         now: Timestamp,
     ) -> StoreResult<Vec<AnyRow>> {
-        let mut sql = String::from(
-            "SELECT id, queue, job_type, payload, priority, run_at, attempt, max_attempts FROM jobs \
+        let mut sql = format!(
+            "SELECT id, queue, job_type, payload, priority, run_at, attempt, max_attempts, {} AS loc FROM jobs \
              WHERE tenant = $1 AND queue = $2 AND state = 'available' AND run_at <= $3",
+            crate::sql::locator(tx)
         );
         let mut next = 4;
         if !type_names.is_empty() {
@@ -753,32 +849,16 @@ impl Store {
         let now = Timestamp::now();
         let ids: Vec<JobId> = items.iter().map(|i| i.id).collect();
         let lock = self.dialect().for_update();
-        let jobs = fetch_by_ids(&mut tx, tenant, &ids, lock).await?;
-        let leases: HashMap<JobId, (Option<String>, Option<i64>)> = {
-            let mut m = HashMap::new();
-            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                let sql = crate::sql::select_by_ids(
-                    &tx,
-                    "jobs",
-                    "id, lease_id, leased_at",
-                    chunk.len(),
-                    "",
-                );
-                let mut q = sqlx::query(&sql).bind(tenant.as_str());
-                for id in chunk {
-                    q = q.bind(id.to_string());
-                }
-                for r in q.fetch_all(&mut *tx).await? {
-                    m.insert(
-                        row::parse("jobs", &row::text(&r, "id")?, JobId::parse)?,
-                        (
-                            row::opt_text(&r, "lease_id")?,
-                            row::opt_int(&r, "leased_at")?,
-                        ),
-                    );
-                }
-            }
-            m
+        let jobs = settling_rows(&mut tx, tenant, &ids, lock).await?;
+        let missing: Vec<JobId> = ids
+            .iter()
+            .filter(|id| !jobs.contains_key(id))
+            .copied()
+            .collect();
+        let done = if missing.is_empty() {
+            Default::default()
+        } else {
+            finished_ids(&mut tx, tenant, &missing).await?
         };
         let mut settled: HashMap<JobId, JobState> = HashMap::new();
         let mut outcomes = Vec::with_capacity(items.len());
@@ -804,13 +884,16 @@ impl Store {
         let retry = crate::queues::retry_policies(&mut tx, tenant, &failing).await?;
         for item in items {
             let Some(job) = jobs.get(&item.id) else {
-                outcomes.push(Err(ReasonCode::UnknownJobId));
+                outcomes.push(Err(if done.contains(&item.id) {
+                    ReasonCode::LeaseNotHeld
+                } else {
+                    ReasonCode::UnknownJobId
+                }));
                 continue;
             };
             let state = settled.get(&item.id).copied().unwrap_or(job.state);
-            let (lease_id, leased_at) = leases.get(&item.id).cloned().unwrap_or_default();
-            let held =
-                state == JobState::Running && lease_id.as_deref() == Some(item.lease_id.as_str());
+            let held = state == JobState::Running
+                && job.lease_id.as_deref() == Some(item.lease_id.as_str());
             if !held {
                 outcomes.push(Err(ReasonCode::LeaseNotHeld));
                 continue;
@@ -837,7 +920,7 @@ impl Store {
             } else {
                 job.run_at
             };
-            updates.push((item.id, t.to, run_at, result, error.clone()));
+            updates.push((job.loc.clone(), t.to, run_at, result, error.clone()));
             events.push((
                 item.id,
                 TimelineEntry {
@@ -860,7 +943,7 @@ impl Store {
                 queue: job.queue.clone(),
                 job_type: job.job_type.clone(),
                 state: t.to,
-                ran_micros: leased_at.map(|at| now.as_micros() - at),
+                ran_micros: job.leased_at.map(|at| now.as_micros() - at),
             }));
         }
         update_finished(&mut tx, tenant, &updates, now).await?;

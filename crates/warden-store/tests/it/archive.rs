@@ -261,3 +261,87 @@ async fn a_dependent_of_a_moved_dead_job_is_canceled_upstream_failed() {
         assert_eq!(dep.reason_code, Some(ReasonCode::UpstreamFailed));
     }
 }
+
+#[tokio::test]
+async fn a_finish_batch_tells_moved_foreign_and_unknown_jobs_apart_and_settles_only_its_own() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let (acme, other) = (tenant("acme"), tenant("other"));
+        // A job that finished and moved to `jobs_done`, with the lease it once held.
+        let moved = enqueue_one(&store, &acme, new_job("mail", "send", json!({})))
+            .await
+            .id;
+        let request = LeaseRequest {
+            agent_id: AgentId::parse("w").unwrap(),
+            queues: vec![queue("mail")],
+            types: None,
+            max_jobs: 10,
+            lease_secs: 60,
+        };
+        let old = store.lease_jobs(&acme, &request).await.unwrap();
+        let old_item = FinishItem {
+            id: moved,
+            lease_id: old[0].lease_id.clone(),
+            finish: ok(),
+        };
+        store
+            .finish_jobs(&acme, std::slice::from_ref(&old_item))
+            .await
+            .unwrap()[0]
+            .as_ref()
+            .expect("first finish");
+        assert_eq!(archive_all(&store).await, 1, "{b:?}");
+        // Three held leases in acme and one in another tenant.
+        for i in 0..3 {
+            enqueue_one(&store, &acme, new_job("mail", "send", json!({ "i": i }))).await;
+        }
+        let foreign = enqueue_one(&store, &other, new_job("mail", "send", json!({})))
+            .await
+            .id;
+        let held = store.lease_jobs(&acme, &request).await.unwrap();
+        let theirs = store.lease_jobs(&other, &request).await.unwrap();
+        assert_eq!((held.len(), theirs.len()), (3, 1), "{b:?}");
+        let mut items: Vec<FinishItem> = held
+            .iter()
+            .map(|j| FinishItem {
+                id: j.id,
+                lease_id: j.lease_id.clone(),
+                finish: if j.id == held[1].id { fatal() } else { ok() },
+            })
+            .collect();
+        items.push(old_item);
+        items.push(FinishItem {
+            id: foreign,
+            lease_id: theirs[0].lease_id.clone(),
+            finish: ok(),
+        });
+        items.push(FinishItem {
+            id: JobId::new(),
+            lease_id: "nope".into(),
+            finish: ok(),
+        });
+        let out = store.finish_jobs(&acme, &items).await.unwrap();
+        let states: Vec<Result<JobState, ReasonCode>> =
+            out.into_iter().map(|r| r.map(|f| f.state)).collect();
+        assert_eq!(
+            states,
+            vec![
+                Ok(JobState::Succeeded),
+                Ok(JobState::DeadLetter),
+                Ok(JobState::Succeeded),
+                Err(ReasonCode::LeaseNotHeld),
+                Err(ReasonCode::UnknownJobId),
+                Err(ReasonCode::UnknownJobId),
+            ],
+            "{b:?}"
+        );
+        // The other tenant's job is untouched: still running under its lease.
+        let theirs_now = store.get_job(&other, foreign).await.unwrap().unwrap();
+        assert_eq!(theirs_now.state, JobState::Running, "{b:?}");
+        for j in &held {
+            let now = store.get_job(&acme, j.id).await.unwrap().unwrap();
+            assert!(now.state.is_terminal(), "{b:?}: {:?}", now.state);
+        }
+    }
+}
