@@ -16,11 +16,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use warden_core::jobs::NewJob;
-use warden_core::names::{AgentId, JobId, JobType, QueueName, TenantId};
+use warden_core::names::{AgentId, QueueName, TenantId};
 use warden_store::leases::{Finish, FinishItem, LeaseRequest};
-use warden_store::testing::TestDb;
+use warden_store::testing::{TestDb, bench_job};
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -39,20 +38,7 @@ async fn run(db: &TestDb, jobs: usize) -> R<[f64; 3]> {
     let store = db.open().await;
     let t = TenantId::parse("acme")?;
     let queue = QueueName::parse("bench")?;
-    let new: Vec<NewJob> = (0..jobs)
-        .map(|i| NewJob {
-            id: JobId::new(),
-            client_chosen_id: false,
-            queue: queue.clone(),
-            job_type: JobType::parse("noop").unwrap(),
-            payload: json!({ "i": i }),
-            priority: 0,
-            run_at: None,
-            max_attempts: 3,
-            idempotency_key: None,
-            depends_on: Vec::new(),
-        })
-        .collect();
+    let new: Vec<NewJob> = (0..jobs).map(|i| bench_job("bench", "noop", i)).collect();
     let started = Instant::now();
     for chunk in new.chunks(ENQUEUE_BATCH) {
         store.enqueue(&t, chunk.to_vec()).await?;

@@ -19,11 +19,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use warden_core::jobs::NewJob;
-use warden_core::names::{AgentId, JobId, JobType, QueueName, TenantId};
+use warden_core::names::{AgentId, QueueName, TenantId};
 use warden_store::leases::{Finish, FinishItem, LeaseRequest};
-use warden_store::testing::TestDb;
+use warden_store::testing::{TestDb, bench_job};
 use warden_store::{Backend, Store};
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -92,20 +91,7 @@ async fn run(db: &TestDb, layout: &str, n: u64) -> R<()> {
         _ => {}
     }
     let seeded = started.elapsed();
-    let jobs: Vec<NewJob> = (0..READY)
-        .map(|i| NewJob {
-            id: JobId::new(),
-            client_chosen_id: false,
-            queue: QueueName::parse("mail").unwrap(),
-            job_type: JobType::parse("send").unwrap(),
-            payload: json!({ "i": i }),
-            priority: 0,
-            run_at: None,
-            max_attempts: 3,
-            idempotency_key: None,
-            depends_on: Vec::new(),
-        })
-        .collect();
+    let jobs: Vec<NewJob> = (0..READY).map(|i| bench_job("mail", "send", i)).collect();
     for chunk in jobs.chunks(500) {
         store.enqueue(&t, chunk.to_vec()).await?;
     }

@@ -397,3 +397,20 @@ pub fn bench_draft(
         d
     }
 }
+
+/// The job every engine benchmark enqueues: a no-op of type `job_type` in `queue` with
+/// payload `{"i": i}`, default priority, due now, three attempts.
+pub fn bench_job(queue: &str, job_type: &str, i: usize) -> warden_core::jobs::NewJob {
+    warden_core::jobs::NewJob {
+        id: warden_core::names::JobId::new(),
+        client_chosen_id: false,
+        queue: warden_core::names::QueueName::parse(queue).expect("a valid queue name"),
+        job_type: warden_core::names::JobType::parse(job_type).expect("a valid type name"),
+        payload: serde_json::json!({ "i": i }),
+        priority: 0,
+        run_at: None,
+        max_attempts: 3,
+        idempotency_key: None,
+        depends_on: Vec::new(),
+    }
+}
