@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use warden_core::jobs::NewJob;
 use warden_core::names::{AgentId, QueueName, TenantId};
-use warden_store::leases::{Finish, FinishItem, LeaseRequest};
+use warden_store::leases::{FinishItem, LeaseRequest};
 use warden_store::testing::{TestDb, bench_job};
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -64,14 +64,7 @@ async fn run(db: &TestDb, jobs: usize) -> R<[f64; 3]> {
         if got.is_empty() {
             return Err(format!("nothing to lease after {done} of {jobs} jobs").into());
         }
-        let items: Vec<FinishItem> = got
-            .iter()
-            .map(|j| FinishItem {
-                id: j.id,
-                lease_id: j.lease_id.clone(),
-                finish: Finish::Complete { result: None },
-            })
-            .collect();
+        let items: Vec<FinishItem> = got.iter().map(FinishItem::completed).collect();
         let t1 = Instant::now();
         let outcomes = store.finish_jobs(&t, &items).await?;
         finish += t1.elapsed();
@@ -101,16 +94,8 @@ async fn main() -> R<()> {
         }
         let mut results = Vec::new();
         for _ in 0..runs {
-            let db = if backend == "sqlite" {
-                TestDb::sqlite()
-            } else {
-                match TestDb::postgres().await {
-                    Some(db) => db,
-                    None => {
-                        eprintln!("SKIPPED: PostgreSQL unreachable, no postgres figures");
-                        break;
-                    }
-                }
+            let Some(db) = TestDb::named(backend).await else {
+                break; // PostgreSQL unreachable: `TestDb::postgres` said so loudly
             };
             results.push(run(&db, jobs).await?);
         }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use warden_core::jobs::NewJob;
 use warden_core::names::{AgentId, QueueName, TenantId};
-use warden_store::leases::{Finish, FinishItem, LeaseRequest};
+use warden_store::leases::{FinishItem, LeaseRequest};
 use warden_store::testing::{TestDb, bench_job};
 use warden_store::{Backend, Store};
 
@@ -109,16 +109,7 @@ async fn run(db: &TestDb, layout: &str, n: u64) -> R<()> {
         lease.push(t0.elapsed());
         let j = got.first().ok_or("no job to lease")?;
         let t1 = Instant::now();
-        store
-            .finish_jobs(
-                &t,
-                &[FinishItem {
-                    id: j.id,
-                    lease_id: j.lease_id.clone(),
-                    finish: Finish::Complete { result: None },
-                }],
-            )
-            .await?;
+        store.finish_jobs(&t, &[FinishItem::completed(j)]).await?;
         finish.push(t1.elapsed());
     }
     println!(
@@ -164,16 +155,8 @@ async fn main() -> R<()> {
     };
     for layout in pick(&["empty", "moved", "kept"]) {
         for backend in pick(&["sqlite", "postgres"]) {
-            let db = if backend == "sqlite" {
-                TestDb::sqlite()
-            } else {
-                match TestDb::postgres().await {
-                    Some(db) => db,
-                    None => {
-                        eprintln!("SKIPPED: PostgreSQL unreachable");
-                        continue;
-                    }
-                }
+            let Some(db) = TestDb::named(backend).await else {
+                continue; // PostgreSQL unreachable: `TestDb::postgres` said so loudly
             };
             run(&db, layout, n).await?;
         }

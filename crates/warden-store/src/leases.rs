@@ -123,6 +123,17 @@ pub struct FinishItem {
     pub finish: Finish,
 }
 
+impl FinishItem {
+    /// `job` completed under the lease it was handed, with no result.
+    pub fn completed(job: &LeasedJob) -> Self {
+        FinishItem {
+            id: job.id,
+            lease_id: job.lease_id.clone(),
+            finish: Finish::Complete { result: None },
+        }
+    }
+}
+
 /// An agent as the registry shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentView {

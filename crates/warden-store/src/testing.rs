@@ -240,6 +240,16 @@ impl TestDb {
         })
     }
 
+    /// The database named `sqlite` or `postgres` (`None` as [`TestDb::postgres`] says;
+    /// any other name panics): how the benchmarks pick their backends.
+    pub async fn named(backend: &str) -> Option<TestDb> {
+        match backend {
+            "sqlite" => Some(Self::sqlite()),
+            "postgres" => Self::postgres().await,
+            other => panic!("no test database named {other:?} (sqlite, postgres)"),
+        }
+    }
+
     /// SQLite, plus PostgreSQL when reachable: what every shared test iterates over.
     pub async fn all() -> Vec<TestDb> {
         let mut dbs = vec![Self::sqlite()];

@@ -88,7 +88,7 @@ async fn two_nodes_leasing_and_finishing_at_once_settle_every_job_exactly_once()
     use std::collections::HashSet;
 
     use warden_core::names::{AgentId, QueueName, TenantId};
-    use warden_store::leases::{Finish, FinishItem, LeaseRequest};
+    use warden_store::leases::{FinishItem, LeaseRequest};
     use warden_store::testing::bench_job;
 
     for db in TestDb::all().await {
@@ -117,14 +117,7 @@ async fn two_nodes_leasing_and_finishing_at_once_settle_every_job_exactly_once()
                     if got.is_empty() {
                         return settled;
                     }
-                    let items: Vec<FinishItem> = got
-                        .iter()
-                        .map(|j| FinishItem {
-                            id: j.id,
-                            lease_id: j.lease_id.clone(),
-                            finish: Finish::Complete { result: None },
-                        })
-                        .collect();
+                    let items: Vec<FinishItem> = got.iter().map(FinishItem::completed).collect();
                     for (item, out) in items
                         .iter()
                         .zip(store.finish_jobs(&t, &items).await.unwrap())
