@@ -85,6 +85,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0013_schedule_pause.sql"),
         include_str!("../migrations/postgres/0013_schedule_pause.sql"),
     ),
+    (
+        14,
+        "bytewise_keys",
+        include_str!("../migrations/sqlite/0014_bytewise_keys.sql"),
+        include_str!("../migrations/postgres/0014_bytewise_keys.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

@@ -246,3 +246,39 @@ async fn unsupported_urls_are_refused() {
         .unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedUrl), "{err:?}");
 }
+
+/// Raises (naming them) if any text column of the schema still compares through the
+/// database's locale instead of bytewise.
+const CHECK_BYTEWISE_TEXT: &str = "DO $$ BEGIN IF EXISTS (
+    SELECT 1 FROM information_schema.columns c
+    JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+    WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+      AND c.data_type = 'text' AND c.collation_name IS DISTINCT FROM 'C'
+      AND c.table_name <> 'schema_migrations')
+  THEN RAISE EXCEPTION 'text columns not COLLATE \"C\": %', (
+    SELECT string_agg(c.table_name || '.' || c.column_name, ', ')
+    FROM information_schema.columns c
+    WHERE c.table_schema = current_schema() AND c.data_type = 'text'
+      AND c.collation_name IS DISTINCT FROM 'C' AND c.table_name <> 'schema_migrations');
+  END IF; END $$";
+
+#[tokio::test]
+async fn every_postgres_text_column_compares_bytewise() {
+    // One collation everywhere: index keys compare with memcmp (migration 0014), and no
+    // query can mix two collations. A later migration that forgets COLLATE "C" fails here.
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.open().await;
+    store
+        .execute_raw(CHECK_BYTEWISE_TEXT)
+        .await
+        .expect("every text column is COLLATE \"C\"");
+    store
+        .execute_raw(r#"ALTER TABLE jobs ALTER COLUMN job_type TYPE TEXT COLLATE "default""#)
+        .await
+        .unwrap();
+    let err = store.execute_raw(CHECK_BYTEWISE_TEXT).await.unwrap_err();
+    assert!(err.to_string().contains("jobs.job_type"), "{err}");
+    store.close().await;
+}
