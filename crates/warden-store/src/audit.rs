@@ -248,25 +248,26 @@ pub(crate) async fn append_in_tx(
 }
 
 /// Bind the columns of `entries` (with their canonical texts), in `audit_entries` order.
+/// Texts are bound borrowed: the `Any` driver copies every owned `String` it is given.
 fn bind_entries<'q>(
     mut q: AnyQuery<'q>,
-    entries: &[AuditEntry],
-    encoded: &[(String, [u8; 32])],
+    entries: &'q [AuditEntry],
+    encoded: &'q [(String, [u8; 32])],
 ) -> AnyQuery<'q> {
     for (e, (canonical, _)) in entries.iter().zip(encoded) {
         q = q
-            .bind(e.tenant.clone())
+            .bind(e.tenant.as_str())
             .bind(e.seq as i64)
             .bind(e.id.to_string())
             .bind(e.created_at.as_micros())
-            .bind(e.actor.clone())
-            .bind(e.action.clone())
-            .bind(e.target_kind.clone())
-            .bind(e.target_id.clone())
+            .bind(e.actor.as_str())
+            .bind(e.action.as_str())
+            .bind(e.target_kind.as_deref())
+            .bind(e.target_id.as_deref())
             .bind(e.outcome.as_str())
             .bind(e.reason_code.map(|c| c.as_str()))
-            .bind(e.operator_ticket.clone())
-            .bind(canonical.clone());
+            .bind(e.operator_ticket.as_deref())
+            .bind(canonical.as_str());
     }
     q
 }
@@ -274,14 +275,14 @@ fn bind_entries<'q>(
 /// Bind the `audit_leaves` rows of `entries`.
 fn bind_leaves<'q>(
     mut q: AnyQuery<'q>,
-    entries: &[AuditEntry],
-    encoded: &[(String, [u8; 32])],
+    entries: &'q [AuditEntry],
+    encoded: &'q [(String, [u8; 32])],
 ) -> AnyQuery<'q> {
     for (e, (_, hash)) in entries.iter().zip(encoded) {
         q = q
-            .bind(e.tenant.clone())
+            .bind(e.tenant.as_str())
             .bind(e.seq as i64)
-            .bind(hash.to_vec());
+            .bind(hash.as_slice());
     }
     q
 }

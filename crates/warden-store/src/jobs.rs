@@ -114,14 +114,28 @@ async fn insert_jobs(
             values_placeholders(chunk.len(), 18, 1)
         );
         let sql = crate::sql::for_backend(conn, sql);
+        // The texts each row needs made are made once and bound borrowed: the `Any`
+        // driver copies every owned `String` it is given.
+        let texts: Vec<[Option<String>; 5]> = chunk
+            .iter()
+            .map(|j| {
+                [
+                    Some(j.id.to_string()),
+                    Some(j.payload.to_string()),
+                    Some(serde_json::to_string(&j.depends_on).expect("ids serialize")),
+                    j.replay_of.map(|r| r.to_string()),
+                    j.result.as_ref().map(|r| r.to_string()),
+                ]
+            })
+            .collect();
         let mut q = sqlx::query(&sql);
-        for j in chunk {
+        for (j, [id, payload, deps, replay_of, result]) in chunk.iter().zip(&texts) {
             q = q
                 .bind(tenant.as_str())
-                .bind(j.id.to_string())
+                .bind(id.as_deref())
                 .bind(j.queue.as_str())
                 .bind(j.job_type.as_str())
-                .bind(j.payload.to_string())
+                .bind(payload.as_deref())
                 .bind(j.priority as i64)
                 .bind(j.state.as_str())
                 .bind(j.attempt as i64)
@@ -129,12 +143,12 @@ async fn insert_jobs(
                 .bind(j.run_at.as_micros())
                 .bind(j.created_at.as_micros())
                 .bind(j.updated_at.as_micros())
-                .bind(serde_json::to_string(&j.depends_on).expect("ids serialize"))
-                .bind(j.idempotency_key.clone())
-                .bind(j.replay_of.map(|r| r.to_string()))
+                .bind(deps.as_deref())
+                .bind(j.idempotency_key.as_deref())
+                .bind(replay_of.as_deref())
                 .bind(j.reason_code.map(|c| c.as_str()))
-                .bind(j.last_error.clone())
-                .bind(j.result.as_ref().map(|r| r.to_string()));
+                .bind(j.last_error.as_deref())
+                .bind(result.as_deref());
         }
         q.execute(&mut *conn).await?;
     }
@@ -188,18 +202,19 @@ pub(crate) async fn insert_events(
             values_placeholders(chunk.len(), 9, 1)
         );
         let sql = crate::sql::for_backend(conn, sql);
+        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
         let mut q = sqlx::query(&sql);
-        for (id, e) in chunk {
+        for ((_, e), id) in chunk.iter().zip(&ids) {
             q = q
                 .bind(tenant.as_str())
-                .bind(id.to_string())
+                .bind(id.as_str())
                 .bind(e.at.as_micros())
                 .bind(e.state.as_str())
                 .bind(e.attempt as i64)
-                .bind(e.agent_id.clone())
-                .bind(e.actor.clone())
+                .bind(e.agent_id.as_deref())
+                .bind(e.actor.as_deref())
                 .bind(e.reason_code.map(|c| c.as_str()))
-                .bind(e.error.clone());
+                .bind(e.error.as_deref());
         }
         q.execute(&mut *conn).await?;
     }
@@ -931,58 +946,96 @@ impl Store {
         bulk_id: &str,
     ) -> StoreResult<Vec<ReplayOutcome>> {
         let ReplayChunk { ids, mut found } = chunk;
-        let mut tx = self.begin_write().await?;
-        // The new jobs go in before the log lock is taken, so on PostgreSQL the next chunk
-        // inserts its jobs while this one appends its entries (the entries are stamped
-        // after the lock, so `created_at` still never goes backwards as `seq` grows).
         let now = Timestamp::now();
         let recheck: Vec<JobId> = ids
             .iter()
             .filter(|id| found.get(id).is_none_or(|j| !j.state.is_terminal()))
             .copied()
             .collect();
-        if !recheck.is_empty() {
-            found.extend(fetch_by_ids(&mut tx, tenant, &recheck, "").await?);
-        }
-        let actor = template.actor.display();
-        let mut outcomes = Vec::with_capacity(ids.len());
-        let mut new_jobs = Vec::new();
-        let mut drafts = Vec::new();
-        for &id in &ids {
-            match found.get(&id) {
-                None => outcomes.push(ReplayOutcome::Skipped {
-                    id,
-                    code: ReasonCode::UnknownJobId,
-                }),
-                Some(old) if !old.state.is_terminal() => outcomes.push(ReplayOutcome::Skipped {
-                    id,
-                    code: ReasonCode::InvalidStateTransition,
-                }),
-                Some(old) => {
-                    let new = replay_of(old, now);
-                    let mut draft = template.clone();
-                    draft.target = Some(Target::new("job", id.to_string()));
-                    drafts.push(with_metadata(
-                        draft,
-                        &[
-                            ("bulk_id", bulk_id.into()),
-                            ("new_job_id", new.id.to_string().into()),
-                            ("state_before", old.state.as_str().into()),
-                        ],
-                    ));
-                    outcomes.push(ReplayOutcome::Replayed { id, new_id: new.id });
-                    new_jobs.push(new);
-                }
+        // When the read-ahead settled every job (the usual case), the new jobs and their
+        // drafts are built before the writer is taken: on SQLite the one write connection
+        // is then held only for the statements, not for this work.
+        let planned = recheck
+            .is_empty()
+            .then(|| plan_replays(&ids, &found, now, template, bulk_id));
+        let mut tx = self.begin_write().await?;
+        let plan = match planned {
+            Some(plan) => plan,
+            None => {
+                found.extend(fetch_by_ids(&mut tx, tenant, &recheck, "").await?);
+                plan_replays(&ids, &found, now, template, bulk_id)
+            }
+        };
+        // The new jobs go in before the log lock is taken, so on PostgreSQL the next chunk
+        // inserts its jobs while this one appends its entries (the entries are stamped
+        // after the lock, so `created_at` still never goes backwards as `seq` grows).
+        let queues: Vec<&QueueName> = plan.new_jobs.iter().map(|j| &j.queue).collect();
+        ensure_queues(&mut tx, tenant, &queues, now).await?;
+        insert_jobs(
+            &mut tx,
+            tenant,
+            &plan.new_jobs,
+            Some(&template.actor.display()),
+        )
+        .await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        audit::append_in_tx(&mut tx, plan.drafts, log).await?;
+        tx.commit().await?;
+        Ok(plan.outcomes)
+    }
+}
+
+/// What a bulk replay chunk will write: per id its outcome, and for each replayed job the
+/// new job and its entry's draft.
+struct ReplayPlan {
+    outcomes: Vec<ReplayOutcome>,
+    new_jobs: Vec<Job>,
+    drafts: Vec<AuditDraft>,
+}
+
+/// Plan the replays of `ids` from the jobs `found` for them (a job not found, or not
+/// finished, is skipped with its reason code).
+fn plan_replays(
+    ids: &[JobId],
+    found: &HashMap<JobId, Job>,
+    now: Timestamp,
+    template: &AuditDraft,
+    bulk_id: &str,
+) -> ReplayPlan {
+    let mut plan = ReplayPlan {
+        outcomes: Vec::with_capacity(ids.len()),
+        new_jobs: Vec::with_capacity(ids.len()),
+        drafts: Vec::with_capacity(ids.len()),
+    };
+    for &id in ids {
+        match found.get(&id) {
+            None => plan.outcomes.push(ReplayOutcome::Skipped {
+                id,
+                code: ReasonCode::UnknownJobId,
+            }),
+            Some(old) if !old.state.is_terminal() => plan.outcomes.push(ReplayOutcome::Skipped {
+                id,
+                code: ReasonCode::InvalidStateTransition,
+            }),
+            Some(old) => {
+                let new = replay_of(old, now);
+                let mut draft = template.clone();
+                draft.target = Some(Target::new("job", id.to_string()));
+                plan.drafts.push(with_metadata(
+                    draft,
+                    &[
+                        ("bulk_id", bulk_id.into()),
+                        ("new_job_id", new.id.to_string().into()),
+                        ("state_before", old.state.as_str().into()),
+                    ],
+                ));
+                plan.outcomes
+                    .push(ReplayOutcome::Replayed { id, new_id: new.id });
+                plan.new_jobs.push(new);
             }
         }
-        let queues: Vec<&QueueName> = new_jobs.iter().map(|j| &j.queue).collect();
-        ensure_queues(&mut tx, tenant, &queues, now).await?;
-        insert_jobs(&mut tx, tenant, &new_jobs, Some(&actor)).await?;
-        let log = audit::lock_log(&mut tx, tenant).await?;
-        audit::append_in_tx(&mut tx, drafts, log).await?;
-        tx.commit().await?;
-        Ok(outcomes)
     }
+    plan
 }
 
 /// The jobs of one bulk replay chunk, read ahead by [`Store::prepare_replay`].

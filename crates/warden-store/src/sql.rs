@@ -6,8 +6,11 @@
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 /// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `cols` columns, numbering from `$first`.
+/// Written straight into one buffer: a bulk statement has up to 9,000 of them, and a
+/// `String` per number was a measurable share of a bulk replay's CPU.
 pub(crate) fn values_placeholders(rows: usize, cols: usize, first: usize) -> String {
-    let mut s = String::with_capacity(rows * cols * 5);
+    use std::fmt::Write;
+    let mut s = String::with_capacity(rows * cols * 7);
     let mut n = first;
     for r in 0..rows {
         if r > 0 {
@@ -18,8 +21,7 @@ pub(crate) fn values_placeholders(rows: usize, cols: usize, first: usize) -> Str
             if c > 0 {
                 s.push_str(", ");
             }
-            s.push('$');
-            s.push_str(&n.to_string());
+            write!(s, "${n}").expect("writing to a String cannot fail");
             n += 1;
         }
         s.push(')');
@@ -29,10 +31,15 @@ pub(crate) fn values_placeholders(rows: usize, cols: usize, first: usize) -> Str
 
 /// `$first, $first+1, …` for an `IN (…)` list of `count` values.
 pub(crate) fn list_placeholders(count: usize, first: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::fmt::Write;
+    let mut s = String::with_capacity(count * 7);
+    for n in first..first + count {
+        if n > first {
+            s.push_str(", ");
+        }
+        write!(s, "${n}").expect("writing to a String cannot fail");
+    }
+    s
 }
 
 /// `cols` of the rows of `table` whose `id` is one of `count` values `$2…`, in tenant `$1`,
