@@ -1,6 +1,8 @@
 //! Audit entries: the immutable record of one operator action attempt, and the exact
 //! bytes (RFC 8785) and leaf hash (RFC 9162 §2.1) the ledger keeps for it.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
 
 use crate::canonical::{CanonicalError, to_canonical_string};
@@ -303,6 +305,89 @@ impl AuditEntry {
     }
 }
 
+/// A draft encoded before its place in the log is known: the entry and its canonical text
+/// with a placeholder `seq` and `created_at`, and where in the text those two values sit.
+///
+/// Encoding is most of an append's CPU work (serializing, sorting members, escaping), and
+/// `seq` and `created_at` are only known once the tenant's log is locked. Encoding first and
+/// splicing the two values in under the lock ([`EncodedDraft::place`]) keeps that work out
+/// of the time the log (and, on SQLite, the one writer) is held. The splice is exact: the
+/// canonical form of an integer is its decimal digits, and a timestamp's RFC 3339 text has
+/// nothing JSON escapes, so the result is byte for byte [`AuditEntry::canonical`] of the
+/// placed entry.
+#[derive(Debug, Clone)]
+pub struct EncodedDraft {
+    entry: AuditEntry,
+    canonical: String,
+    /// Byte ranges of the `created_at` and `seq` values (`created_at` sorts first), when the
+    /// canonical text was checked member by member; otherwise [`EncodedDraft::place`]
+    /// encodes again.
+    slots: Option<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+impl AuditDraft {
+    /// Encode the draft as entry `id`, to be placed in the log later. Refuses what
+    /// [`AuditEntry::canonical`] refuses.
+    pub fn encode(self, id: AuditId) -> Result<EncodedDraft, AuditEncodeError> {
+        let entry = self.into_entry(id, 0, Timestamp::UNIX_EPOCH);
+        let canonical = entry.canonical()?;
+        let slots = slots(&canonical);
+        Ok(EncodedDraft {
+            entry,
+            canonical,
+            slots,
+        })
+    }
+}
+
+/// Where the `created_at` and `seq` values sit in an entry's canonical text.
+fn slots(text: &str) -> Option<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let members = crate::canonical::canonical_members(text)?;
+    let range = |key: &[u8]| {
+        let (_, value) = members.iter().find(|(k, _)| *k == key)?;
+        let start = value.as_ptr() as usize - text.as_ptr() as usize;
+        Some(start..start + value.len())
+    };
+    range(b"created_at").zip(range(b"seq"))
+}
+
+impl EncodedDraft {
+    /// The tenant whose log the entry goes to.
+    pub fn tenant(&self) -> &str {
+        &self.entry.tenant
+    }
+
+    /// The entry at position `seq`, written at `created_at`, with its canonical text.
+    pub fn place(
+        self,
+        seq: u64,
+        created_at: Timestamp,
+    ) -> Result<(AuditEntry, String), AuditEncodeError> {
+        let EncodedDraft {
+            mut entry,
+            canonical,
+            slots,
+        } = self;
+        entry.seq = seq;
+        entry.created_at = created_at;
+        let Some((time, number)) = slots else {
+            let canonical = entry.canonical()?;
+            return Ok((entry, canonical));
+        };
+        let mut out = String::with_capacity(canonical.len() + 32);
+        out.push_str(&canonical[..time.start]);
+        out.push('"');
+        out.push_str(&created_at.to_rfc3339());
+        out.push('"');
+        out.push_str(&canonical[time.end..number.start]);
+        // Sequence numbers stay far below 2^53, where JCS writes integers digit for digit.
+        write!(out, "{seq}").expect("writing to a String cannot fail");
+        out.push_str(&canonical[number.end..]);
+        debug_assert_eq!(Some(&out), entry.canonical().ok().as_ref());
+        Ok((entry, out))
+    }
+}
+
 /// A leaf hash: `SHA-256(0x00 ‖ bytes)` (RFC 9162 §2.1), computed by the ledger crate.
 pub fn leaf_hash(canonical: &[u8]) -> [u8; 32] {
     warden_ledger::hash::leaf_hash(canonical)
@@ -365,5 +450,45 @@ mod tests {
                 .canonical()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn an_encoded_draft_placed_later_is_the_entry_encoded_in_place() {
+        let id = AuditId::new();
+        for (seq, at) in [
+            (0, Timestamp::from_micros(0)),
+            (41, Timestamp::from_micros(1_765_000_000_123_456)),
+            ((1 << 53) - 1, Timestamp::MAX_RFC3339),
+        ] {
+            let (entry, text) = draft().encode(id).unwrap().place(seq, at).unwrap();
+            assert_eq!(entry, draft().into_entry(id, seq, at));
+            assert_eq!(text, entry.canonical().unwrap());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn placing_matches_encoding_in_place_for_any_metadata(
+            seq in 0u64..(1 << 53),
+            at in Timestamp::MIN_RFC3339.as_micros()..=Timestamp::MAX_RFC3339.as_micros(),
+            keys in proptest::collection::vec("[a-z_\"\\\\\u{1}-\u{1f}\u{e000}-\u{10ffff}]{0,8}", 0..6),
+            text in "\\PC{0,16}",
+            n in -(1i64 << 53) + 1..(1i64 << 53),
+        ) {
+            let mut d = draft();
+            let mut meta = serde_json::Map::new();
+            for (i, k) in keys.into_iter().enumerate() {
+                meta.insert(k, if i % 2 == 0 { text.clone().into() } else { n.into() });
+            }
+            meta.insert("seq".into(), serde_json::json!({"created_at": text, "seq": n}));
+            d.metadata = serde_json::Value::Object(meta);
+            d.operator_reason = Some(text.clone());
+            let id = AuditId::new();
+            let at = Timestamp::from_micros(at);
+            let (entry, placed) = d.clone().encode(id).unwrap().place(seq, at).unwrap();
+            let direct = d.into_entry(id, seq, at);
+            proptest::prop_assert_eq!(&entry, &direct);
+            proptest::prop_assert_eq!(placed, direct.canonical().unwrap());
+        }
     }
 }

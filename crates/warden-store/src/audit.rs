@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
-use warden_core::audit::{AuditDraft, AuditEntry, Outcome, leaf_hash};
+use warden_core::audit::{AuditDraft, AuditEntry, EncodedDraft, Outcome, leaf_hash};
 use warden_core::events::AuditEvent;
 use warden_core::names::{AuditId, TenantId};
 use warden_core::time::Timestamp;
@@ -152,6 +152,25 @@ pub(crate) async fn append_in_tx(
     drafts: Vec<AuditDraft>,
     log: LockedLog,
 ) -> StoreResult<Vec<AuditEntry>> {
+    append_encoded_in_tx(conn, encode(drafts)?, log).await
+}
+
+/// Encode `drafts` as new entries, ahead of [`append_encoded_in_tx`]: done before the log
+/// is locked, this work does not hold the lock (or SQLite's writer).
+pub(crate) fn encode(drafts: Vec<AuditDraft>) -> StoreResult<Vec<EncodedDraft>> {
+    Ok(drafts
+        .into_iter()
+        .map(|d| d.encode(AuditId::new()))
+        .collect::<Result<_, _>>()?)
+}
+
+/// [`append_in_tx`] of drafts already [`encode`]d: each gets its `seq` and the log's time
+/// spliced in, and its leaf hash.
+pub(crate) async fn append_encoded_in_tx(
+    conn: &mut AnyConnection,
+    drafts: Vec<EncodedDraft>,
+    log: LockedLog,
+) -> StoreResult<Vec<AuditEntry>> {
     let LockedLog {
         tenant,
         now,
@@ -161,16 +180,15 @@ pub(crate) async fn append_in_tx(
         return Ok(Vec::new());
     }
     debug_assert!(
-        drafts.iter().all(|d| d.tenant == tenant),
+        drafts.iter().all(|d| d.tenant() == tenant.as_str()),
         "one tenant per append"
     );
-    let base = frontier.size() as i64;
+    let base = frontier.size();
 
     let mut entries = Vec::with_capacity(drafts.len());
     let mut encoded = Vec::with_capacity(drafts.len());
     for (i, draft) in drafts.into_iter().enumerate() {
-        let entry = draft.into_entry(AuditId::new(), (base + i as i64) as u64, now);
-        let canonical = entry.canonical()?;
+        let (entry, canonical) = draft.place(base + i as u64, now)?;
         let hash = leaf_hash(canonical.as_bytes());
         encoded.push((canonical, hash));
         entries.push(entry);

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
-use warden_core::audit::{AuditDraft, Target};
+use warden_core::audit::{AuditDraft, EncodedDraft, Target};
 use warden_core::events::{QueueChange, QueueEvent, TransitionEvent};
 use warden_core::jobs::{
     Job, JobEvent, JobState, NewJob, TimelineEntry, check_batch_dependencies,
@@ -953,17 +953,19 @@ impl Store {
             .copied()
             .collect();
         // When the read-ahead settled every job (the usual case), the new jobs and their
-        // drafts are built before the writer is taken: on SQLite the one write connection
-        // is then held only for the statements, not for this work.
-        let planned = recheck
-            .is_empty()
-            .then(|| plan_replays(&ids, &found, now, template, bulk_id));
+        // entries are built and encoded before the writer is taken: on SQLite the one
+        // write connection is then held only for the statements, not for this work.
+        let planned = if recheck.is_empty() {
+            Some(plan_replays(&ids, &found, now, template, bulk_id)?)
+        } else {
+            None
+        };
         let mut tx = self.begin_write().await?;
         let plan = match planned {
             Some(plan) => plan,
             None => {
                 found.extend(fetch_by_ids(&mut tx, tenant, &recheck, "").await?);
-                plan_replays(&ids, &found, now, template, bulk_id)
+                plan_replays(&ids, &found, now, template, bulk_id)?
             }
         };
         // The new jobs go in before the log lock is taken, so on PostgreSQL the next chunk
@@ -979,18 +981,18 @@ impl Store {
         )
         .await?;
         let log = audit::lock_log(&mut tx, tenant).await?;
-        audit::append_in_tx(&mut tx, plan.drafts, log).await?;
+        audit::append_encoded_in_tx(&mut tx, plan.entries, log).await?;
         tx.commit().await?;
         Ok(plan.outcomes)
     }
 }
 
 /// What a bulk replay chunk will write: per id its outcome, and for each replayed job the
-/// new job and its entry's draft.
+/// new job and its entry, encoded.
 struct ReplayPlan {
     outcomes: Vec<ReplayOutcome>,
     new_jobs: Vec<Job>,
-    drafts: Vec<AuditDraft>,
+    entries: Vec<EncodedDraft>,
 }
 
 /// Plan the replays of `ids` from the jobs `found` for them (a job not found, or not
@@ -1001,11 +1003,12 @@ fn plan_replays(
     now: Timestamp,
     template: &AuditDraft,
     bulk_id: &str,
-) -> ReplayPlan {
+) -> StoreResult<ReplayPlan> {
+    let mut drafts = Vec::with_capacity(ids.len());
     let mut plan = ReplayPlan {
         outcomes: Vec::with_capacity(ids.len()),
         new_jobs: Vec::with_capacity(ids.len()),
-        drafts: Vec::with_capacity(ids.len()),
+        entries: Vec::new(),
     };
     for &id in ids {
         match found.get(&id) {
@@ -1021,7 +1024,7 @@ fn plan_replays(
                 let new = replay_of(old, now);
                 let mut draft = template.clone();
                 draft.target = Some(Target::new("job", id.to_string()));
-                plan.drafts.push(with_metadata(
+                drafts.push(with_metadata(
                     draft,
                     &[
                         ("bulk_id", bulk_id.into()),
@@ -1035,7 +1038,8 @@ fn plan_replays(
             }
         }
     }
-    plan
+    plan.entries = audit::encode(drafts)?;
+    Ok(plan)
 }
 
 /// The jobs of one bulk replay chunk, read ahead by [`Store::prepare_replay`].
