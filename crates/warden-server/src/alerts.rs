@@ -15,9 +15,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use warden_core::audit::AuditEntry;
 use warden_core::names::TenantId;
 use warden_core::time::Timestamp;
+
+use warden_store::audit::ActionSeen;
 
 use crate::AppState;
 
@@ -98,7 +99,7 @@ impl Evaluator {
         &self,
         tenant: &TenantId,
         rules: &[AlertRule],
-        entries: &[AuditEntry],
+        entries: &[ActionSeen],
     ) -> Vec<Alert> {
         let mut st = self.inner.lock().expect("lock");
         let mut fired = Vec::new();
@@ -197,6 +198,9 @@ pub(crate) async fn evaluate(state: &AppState) {
         }
     };
     let longest_window = rules.iter().map(|r| r.window_secs).max().unwrap_or(0);
+    let mut actions: Vec<&str> = rules.iter().map(|r| r.action.as_str()).collect();
+    actions.sort_unstable();
+    actions.dedup();
     for (tenant, size) in heads {
         let known = state
             .alerts
@@ -226,28 +230,25 @@ pub(crate) async fn evaluate(state: &AppState) {
         if from >= size {
             continue;
         }
-        let page = match state.store.export_entries(&tenant, from, size, 5_000).await {
-            Ok(p) => p,
+        let (seen, next) = match state
+            .store
+            .actions_seen(&tenant, from, size, &actions, 5_000)
+            .await
+        {
+            Ok(page) => page,
             Err(e) => {
                 tracing::warn!(error = %e, "alert rules could not read entries; will retry");
                 continue;
             }
         };
-        let Some(last) = page.last().map(|e| e.seq) else {
-            continue;
-        };
-        let entries: Vec<AuditEntry> = page
-            .iter()
-            .filter_map(|e| AuditEntry::from_canonical(&e.canonical).ok())
-            .collect();
         state
             .alerts
             .inner
             .lock()
             .expect("lock")
             .next
-            .insert(tenant.clone(), last + 1);
-        for alert in state.alerts.observe(&tenant, rules, &entries) {
+            .insert(tenant.clone(), next);
+        for alert in state.alerts.observe(&tenant, rules, &seen) {
             state.raise_alert(alert).await;
         }
     }
@@ -255,22 +256,15 @@ pub(crate) async fn evaluate(state: &AppState) {
 
 #[cfg(test)]
 mod tests {
-    use warden_core::audit::{Actor, AuditDraft};
-    use warden_core::names::AuditId;
-
     use super::*;
 
-    fn entry(actor: &str, action: &str, at_secs: i64, seq: u64) -> AuditEntry {
-        AuditDraft::new(
-            TenantId::parse("acme").unwrap(),
-            Actor::client(actor),
-            action,
-        )
-        .into_entry(
-            AuditId::new(),
+    fn entry(actor: &str, action: &str, at_secs: i64, seq: u64) -> ActionSeen {
+        ActionSeen {
             seq,
-            Timestamp::from_micros(at_secs * 1_000_000),
-        )
+            created_at: Timestamp::from_micros(at_secs * 1_000_000),
+            actor: format!("client:{actor}"),
+            action: action.into(),
+        }
     }
 
     #[test]
@@ -279,7 +273,7 @@ mod tests {
         let t = TenantId::parse("acme").unwrap();
         let ev = Evaluator::default();
         // 49 replays by a, spread over 59 s, and many by others: nothing.
-        let mut batch: Vec<AuditEntry> = (0..49)
+        let mut batch: Vec<ActionSeen> = (0..49)
             .map(|i| entry("a", "job.replay", i, i as u64))
             .collect();
         batch.extend((0..60).map(|i| entry(&format!("x{i}"), "job.replay", 10, 100 + i as u64)));
@@ -302,7 +296,7 @@ mod tests {
         let rules = AlertsConfig::default().rules;
         let t = TenantId::parse("acme").unwrap();
         let ev = Evaluator::default();
-        let batch: Vec<AuditEntry> = (0..200)
+        let batch: Vec<ActionSeen> = (0..200)
             .map(|i| entry("a", "job.replay", i * 2, i as u64))
             .collect();
         assert!(

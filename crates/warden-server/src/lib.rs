@@ -156,7 +156,8 @@ impl AppState {
     }
 
     /// Mark a bulk action (a bulk replay) as writing until the guard drops: derived
-    /// background writes (search indexing) wait for it, up to [`SEARCH_DEFER_MAX`].
+    /// background work (search indexing, planner statistics) waits for it, up to
+    /// [`BULK_DEFER_MAX`].
     pub fn bulk_action(&self) -> BulkGuard {
         self.bulk_in_flight
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -277,14 +278,15 @@ impl Drop for BulkGuard {
     }
 }
 
-/// The longest search indexing waits for bulk actions before it indexes anyway.
-pub const SEARCH_DEFER_MAX: Duration = Duration::from_secs(30);
+/// The longest derived background work waits for bulk actions before it runs anyway.
+pub const BULK_DEFER_MAX: Duration = Duration::from_secs(30);
 
-/// Whether the search indexer skips this round: while a bulk action writes, indexing
-/// (5,000 FTS or GIN rows a round, some 100 ms of the one SQLite writer) would take a
-/// tenth of the bulk action's time, so it waits, but not longer than
-/// [`SEARCH_DEFER_MAX`] since it first waited (`waiting_since`, updated here).
-fn defer_search_indexing(
+/// Whether a derived background task skips this round: while a bulk action writes,
+/// search indexing (5,000 FTS or GIN rows a round, some 100 ms of the one SQLite writer)
+/// would take a tenth of the bulk action's time, and `ANALYZE` of the tables it grows
+/// (PostgreSQL) competes for the same two cores, so they wait, but not longer than
+/// [`BULK_DEFER_MAX`] since they first waited (`waiting_since`, updated here).
+fn defer_for_bulk_actions(
     bulk_in_flight: bool,
     waiting_since: &mut Option<std::time::Instant>,
     now: std::time::Instant,
@@ -294,7 +296,7 @@ fn defer_search_indexing(
         return false;
     }
     let since = *waiting_since.get_or_insert(now);
-    if now.duration_since(since) < SEARCH_DEFER_MAX {
+    if now.duration_since(since) < BULK_DEFER_MAX {
         return true;
     }
     *waiting_since = None;
@@ -363,7 +365,7 @@ fn spawn_background(
             if s.is_leader() {
                 ledger::cut_due_checkpoints(&s).await;
                 alerts::evaluate(&s).await;
-                let defer = defer_search_indexing(
+                let defer = defer_for_bulk_actions(
                     s.bulk_in_flight(),
                     &mut waiting.lock().expect("not poisoned"),
                     std::time::Instant::now(),
@@ -407,10 +409,20 @@ fn spawn_background(
         }));
     }
     let s = state.clone();
+    let waiting = Arc::new(Mutex::new(None));
     tasks.push(every(Duration::from_secs(5), stop.clone(), move || {
         let s = s.clone();
+        let waiting = waiting.clone();
         async move {
             if !s.is_leader() {
+                return;
+            }
+            let defer = defer_for_bulk_actions(
+                s.bulk_in_flight(),
+                &mut waiting.lock().expect("not poisoned"),
+                std::time::Instant::now(),
+            );
+            if defer {
                 return;
             }
             match s.store.refresh_planner_stats().await {
@@ -706,26 +718,29 @@ pub async fn relay_outbox(state: &AppState) {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{SEARCH_DEFER_MAX, defer_search_indexing};
+    use super::{BULK_DEFER_MAX, defer_for_bulk_actions};
 
     #[test]
-    fn search_indexing_waits_for_bulk_actions_but_not_forever() {
+    fn derived_background_work_waits_for_bulk_actions_but_not_forever() {
         let t0 = Instant::now();
         let mut since = None;
-        assert!(!defer_search_indexing(false, &mut since, t0), "idle: index");
-        assert!(defer_search_indexing(true, &mut since, t0), "bulk: wait");
-        let almost = t0 + SEARCH_DEFER_MAX - Duration::from_millis(1);
-        assert!(defer_search_indexing(true, &mut since, almost));
+        assert!(
+            !defer_for_bulk_actions(false, &mut since, t0),
+            "idle: index"
+        );
+        assert!(defer_for_bulk_actions(true, &mut since, t0), "bulk: wait");
+        let almost = t0 + BULK_DEFER_MAX - Duration::from_millis(1);
+        assert!(defer_for_bulk_actions(true, &mut since, almost));
         // Waited long enough: index this round, then wait again from here.
-        let late = t0 + SEARCH_DEFER_MAX;
-        assert!(!defer_search_indexing(true, &mut since, late));
-        assert!(defer_search_indexing(
+        let late = t0 + BULK_DEFER_MAX;
+        assert!(!defer_for_bulk_actions(true, &mut since, late));
+        assert!(defer_for_bulk_actions(
             true,
             &mut since,
             late + Duration::from_secs(1)
         ));
         // The bulk action ended: the clock resets.
-        assert!(!defer_search_indexing(
+        assert!(!defer_for_bulk_actions(
             false,
             &mut since,
             late + Duration::from_secs(2)

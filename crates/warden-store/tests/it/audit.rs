@@ -757,3 +757,79 @@ async fn search_finds_entries_by_reason_ticket_and_metadata_once_indexed() {
         );
     }
 }
+
+#[tokio::test]
+async fn actions_seen_reads_the_watched_actions_of_one_tenant_in_pages() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let (acme, globex) = (tenant("acme"), tenant("globex"));
+        // acme: replay, cancel, replay, pause, replay (seq 0..5); globex: replays only.
+        for action in [
+            "job.replay",
+            "job.cancel",
+            "job.replay",
+            "queue.pause",
+            "job.replay",
+        ] {
+            store.append_audit(by("ops", action)).await.unwrap();
+        }
+        for _ in 0..3 {
+            store
+                .append_audit(draft(&globex, "job.replay"))
+                .await
+                .unwrap();
+        }
+        let (seen, next) = store
+            .actions_seen(&acme, 0, 5, &["job.replay"], 100)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = seen.iter().map(|s| s.seq).collect();
+        assert_eq!(
+            seqs,
+            vec![0, 2, 4],
+            "[{b:?}] only the watched action, oldest first"
+        );
+        assert_eq!(next, 5, "[{b:?}] read to the end of the range");
+        assert!(
+            seen.iter()
+                .all(|s| s.actor == "client:ops" && s.action == "job.replay"),
+            "[{b:?}] {seen:?}"
+        );
+        let all = all_entries(&store, &acme, &AuditFilter::default()).await;
+        let written = all.iter().find(|e| e.entry.seq == 2).unwrap();
+        assert_eq!(seen[1].created_at, written.entry.created_at, "[{b:?}]");
+
+        // A full page continues after its last entry; the rest follows from there.
+        let (page, next) = store
+            .actions_seen(&acme, 0, 5, &["job.replay", "queue.pause"], 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.iter().map(|s| s.seq).collect::<Vec<_>>(),
+            vec![0, 2],
+            "[{b:?}]"
+        );
+        assert_eq!(next, 3, "[{b:?}] a full page stops after its last entry");
+        let (rest, next) = store
+            .actions_seen(&acme, next, 5, &["job.replay", "queue.pause"], 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            rest.iter().map(|s| s.seq).collect::<Vec<_>>(),
+            vec![3, 4],
+            "[{b:?}]"
+        );
+        assert_eq!(next, 5, "[{b:?}]");
+
+        // The end of the range bounds the read; nothing watched, nothing read.
+        let (seen, next) = store
+            .actions_seen(&acme, 1, 2, &["job.replay"], 100)
+            .await
+            .unwrap();
+        assert!(seen.is_empty(), "[{b:?}]");
+        assert_eq!(next, 2, "[{b:?}]");
+        let (seen, next) = store.actions_seen(&acme, 0, 5, &[], 100).await.unwrap();
+        assert!(seen.is_empty() && next == 5, "[{b:?}]");
+    }
+}
