@@ -32,7 +32,8 @@ pub enum Command {
     /// Show or set the tenant's quota.
     #[command(subcommand)]
     Quota(QuotaCommand),
-    /// Create and list cron schedules, and backfill their past runs.
+    /// Create, list, show, change and delete cron schedules, pause and resume them, and
+    /// backfill their past runs.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
     /// Read the audit log, and prove it: exports verified offline, signed checkpoints,
@@ -419,6 +420,43 @@ pub enum SchedulesCommand {
         limit: Option<u32>,
         #[arg(long)]
         cursor: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Show one schedule.
+    Show {
+        id: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Change what a schedule runs or when; only the options given change (needs
+    /// `orch:admin`; audited `schedule.update` with before and after). Runs already
+    /// produced keep what they were made with.
+    Update {
+        id: String,
+        #[arg(long)]
+        cron: Option<String>,
+        /// IANA time zone; `UTC` for UTC.
+        #[arg(long)]
+        timezone: Option<String>,
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long = "type")]
+        job_type: Option<String>,
+        /// JSON payload of each future run.
+        #[arg(long)]
+        payload: Option<String>,
+        #[arg(long)]
+        priority: Option<i64>,
+        #[arg(long)]
+        max_attempts: Option<i64>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Delete a schedule; the jobs it produced stay (needs `orch:admin`; audited
+    /// `schedule.delete`).
+    Delete {
+        id: String,
         #[command(flatten)]
         conn: ConnArgs,
     },

@@ -764,6 +764,66 @@ async fn schedules(cmd: SchedulesCommand) -> Result<()> {
                 next_cursor(v)
             })
         }
+        SchedulesCommand::Show { id, conn } => {
+            let (_, v) = Client::connect(&conn, Need::Default)
+                .await?
+                .call(Method::GET, &format!("/api/v1/schedules/{id}"), &[], None)
+                .await?;
+            show(&conn, &v, print_schedule)
+        }
+        SchedulesCommand::Update {
+            id,
+            cron,
+            timezone,
+            queue,
+            job_type,
+            payload,
+            priority,
+            max_attempts,
+            conn,
+        } => {
+            let mut body = serde_json::Map::new();
+            let mut put = |k: &str, v: Option<Value>| {
+                if let Some(v) = v {
+                    body.insert(k.to_owned(), v);
+                }
+            };
+            put("cron", cron.map(Value::from));
+            put("timezone", timezone.map(Value::from));
+            put("queue", queue.map(Value::from));
+            put("type", job_type.map(Value::from));
+            put("priority", priority.map(Value::from));
+            put("max_attempts", max_attempts.map(Value::from));
+            let payload = match payload {
+                Some(p) => Some(serde_json::from_str(&p).context("--payload is not JSON")?),
+                None => None,
+            };
+            put("payload", payload);
+            let (_, v) = Client::connect(&conn, Need::Admin)
+                .await?
+                .call(
+                    Method::PATCH,
+                    &format!("/api/v1/schedules/{id}"),
+                    &[],
+                    Some(&Value::Object(body)),
+                )
+                .await?;
+            show(&conn, &v, print_schedule)
+        }
+        SchedulesCommand::Delete { id, conn } => {
+            let (_, v) = Client::connect(&conn, Need::Admin)
+                .await?
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/schedules/{id}"),
+                    &[],
+                    None,
+                )
+                .await?;
+            show(&conn, &v, |v| {
+                out(&format!("schedule {} deleted", s(v, "id")))
+            })
+        }
         SchedulesCommand::Backfill {
             id,
             from,

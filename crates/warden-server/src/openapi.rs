@@ -102,6 +102,7 @@ pub fn document(server_url: &str) -> Value {
             op["security"] = json!([{"bearer": scope.split('|').collect::<Vec<_>>()}]);
         }
         let has_body = *method == "put"
+            || *method == "patch"
             || (*method == "post"
                 && path.starts_with("/api/v1/jobs")
                 && !path.ends_with("/cancel")

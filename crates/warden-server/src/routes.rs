@@ -169,6 +169,19 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "orch:read",
         "List schedules, newest first",
     ),
+    ("get", "/api/v1/schedules/{id}", "orch:read", "One schedule"),
+    (
+        "patch",
+        "/api/v1/schedules/{id}",
+        "orch:admin",
+        "Change a schedule's cron, zone, queue, type, payload, priority or attempts (audited schedule.update)",
+    ),
+    (
+        "delete",
+        "/api/v1/schedules/{id}",
+        "orch:admin",
+        "Delete a schedule; the jobs it produced stay (audited schedule.delete)",
+    ),
     (
         "post",
         "/api/v1/schedules/{id}/backfill",
@@ -315,6 +328,12 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/schedules",
             post(schedules::create).get(schedules::list),
+        )
+        .route(
+            "/api/v1/schedules/{id}",
+            get(schedules::show)
+                .patch(schedules::update)
+                .delete(schedules::delete),
         )
         .route("/api/v1/schedules/{id}/backfill", post(schedules::backfill))
         .route("/api/v1/schedules/{id}/pause", post(schedules::pause))

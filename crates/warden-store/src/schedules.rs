@@ -15,7 +15,7 @@ use warden_core::audit::AuditDraft;
 use warden_core::jobs::NewJob;
 use warden_core::names::{JobId, JobType, QueueName, ScheduleId, TenantId};
 use warden_core::reason::ReasonCode;
-use warden_core::schedule::{Calendar, Run, Schedule};
+use warden_core::schedule::{Calendar, Cron, Run, Schedule, zone};
 use warden_core::time::Timestamp;
 
 use crate::sql::{ROWS_PER_STATEMENT, values_placeholders};
@@ -40,6 +40,38 @@ pub struct NewSchedule {
     pub priority: i32,
     /// Attempts of each run.
     pub max_attempts: u32,
+}
+
+/// What `PATCH /api/v1/schedules/{id}` changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleChange {
+    /// A new cron expression (validated by the caller).
+    pub cron: Option<Cron>,
+    /// A new IANA zone name (validated by the caller; `UTC` for UTC).
+    pub timezone: Option<String>,
+    /// Queue of each future run.
+    pub queue: Option<QueueName>,
+    /// Type of each future run.
+    pub job_type: Option<JobType>,
+    /// Payload of each future run.
+    pub payload: Option<serde_json::Value>,
+    /// Priority of each future run.
+    pub priority: Option<i32>,
+    /// Attempts of each future run.
+    pub max_attempts: Option<u32>,
+}
+
+/// The part of a schedule its audit entries record: what it runs and when (the payload
+/// is not copied into the log; an update says whether it changed).
+fn definition(s: &Schedule) -> serde_json::Value {
+    json!({
+        "cron": s.cron,
+        "timezone": s.timezone,
+        "queue": s.queue.as_str(),
+        "type": s.job_type.as_str(),
+        "priority": s.priority,
+        "max_attempts": s.max_attempts,
+    })
 }
 
 /// What one pass of the scheduler did.
@@ -287,6 +319,105 @@ impl Store {
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
+        tx.commit().await?;
+        Ok(schedule)
+    }
+
+    /// Change a schedule's definition, with its `schedule.update` entry (`before` and
+    /// `after`), in one transaction. Runs already produced are not touched. A new cron or
+    /// zone moves the next fire time to the first one after now (a paused schedule stays
+    /// paused, with none).
+    pub async fn update_schedule_audited(
+        &self,
+        tenant: &TenantId,
+        id: ScheduleId,
+        change: ScheduleChange,
+        mut draft: AuditDraft,
+    ) -> StoreResult<Schedule> {
+        let mut tx = self.begin_write().await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let now = log.now;
+        let Some(before) = lock_schedule(&mut tx, tenant, id, self.dialect()).await? else {
+            return Err(unknown(&id.to_string()));
+        };
+        let mut after = before.clone();
+        if change.cron.is_some() || change.timezone.is_some() {
+            let corrupt = |e: warden_core::schedule::ScheduleError| {
+                StoreError::corrupt("schedules", e.to_string())
+            };
+            let cron = match change.cron {
+                Some(c) => c,
+                None => Cron::parse(&before.cron).map_err(corrupt)?,
+            };
+            if change.timezone.is_some() {
+                after.timezone = change.timezone;
+            }
+            let calendar = Calendar::new(cron, zone(after.timezone.as_deref()).map_err(corrupt)?);
+            after.cron = calendar.cron().to_string();
+            if after.paused_at.is_none() {
+                after.next_fire_at = calendar.next_after(now);
+            }
+        }
+        let payload_changed = change
+            .payload
+            .as_ref()
+            .is_some_and(|p| *p != before.payload);
+        after.queue = change.queue.unwrap_or(after.queue);
+        after.job_type = change.job_type.unwrap_or(after.job_type);
+        after.payload = change.payload.unwrap_or(after.payload);
+        after.priority = change.priority.unwrap_or(after.priority);
+        after.max_attempts = change.max_attempts.unwrap_or(after.max_attempts);
+        sqlx::query(
+            "UPDATE schedules SET cron = $1, timezone = $2, queue = $3, job_type = $4, payload = $5, \
+             priority = $6, max_attempts = $7, next_fire_at = $8 WHERE tenant = $9 AND id = $10",
+        )
+        .bind(after.cron.as_str())
+        .bind(after.timezone.as_deref())
+        .bind(after.queue.as_str())
+        .bind(after.job_type.as_str())
+        .bind(after.payload.to_string())
+        .bind(i64::from(after.priority))
+        .bind(i64::from(after.max_attempts))
+        .bind(after.next_fire_at.map(Timestamp::as_micros))
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        draft.metadata = json!({
+            "before": definition(&before),
+            "after": definition(&after),
+            "payload_changed": payload_changed,
+        });
+        audit::append_in_tx(&mut tx, vec![draft], log).await?;
+        tx.commit().await?;
+        Ok(after)
+    }
+
+    /// Delete a schedule and its record of runs, with its `schedule.delete` entry (the
+    /// definition it had), in one transaction. The jobs it produced stay.
+    pub async fn delete_schedule_audited(
+        &self,
+        tenant: &TenantId,
+        id: ScheduleId,
+        mut draft: AuditDraft,
+    ) -> StoreResult<Schedule> {
+        let mut tx = self.begin_write().await?;
+        let log = audit::lock_log(&mut tx, tenant).await?;
+        let Some(schedule) = lock_schedule(&mut tx, tenant, id, self.dialect()).await? else {
+            return Err(unknown(&id.to_string()));
+        };
+        for sql in [
+            "DELETE FROM schedule_runs WHERE tenant = $1 AND schedule_id = $2",
+            "DELETE FROM schedules WHERE tenant = $1 AND id = $2",
+        ] {
+            sqlx::query(sql)
+                .bind(tenant.as_str())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        draft.metadata = json!({ "deleted": definition(&schedule) });
         audit::append_in_tx(&mut tx, vec![draft], log).await?;
         tx.commit().await?;
         Ok(schedule)

@@ -567,6 +567,49 @@ fn the_readme_tour_works_end_to_end_and_sigterm_exits_cleanly() {
         String::from_utf8_lossy(&o.stdout).contains("3 runs, 0 created"),
         "a second backfill creates nothing"
     );
+    // Changed (only what is named), shown, then deleted; both audited.
+    let o = run(
+        &[
+            "schedules",
+            "update",
+            sched_id.as_str(),
+            "--timezone",
+            "UTC",
+            "--queue",
+            "nightly",
+            "--json",
+        ],
+        &admin,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let changed: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(changed["queue"], "nightly");
+    assert_eq!(changed["cron"], "0 9 * * *", "the cron is kept");
+    assert_eq!(changed["payload"], serde_json::json!({"team": "ops"}));
+    let o = run(&["schedules", "show", sched_id.as_str()], &admin);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("queue=nightly"));
+    let o = run(&["schedules", "delete", sched_id.as_str()], &admin);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("deleted"));
+    let o = run(&["schedules", "show", sched_id.as_str()], &admin);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("UNKNOWN_SCHEDULE_ID"), "{}", stderr(&o));
+    let o = run(
+        &["audit", "list", "--target", sched_id.as_str(), "--json"],
+        &admin,
+    );
+    let entries: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let actions: Vec<&str> = entries["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &actions[..3],
+        ["schedule.delete", "schedule.update", "schedule.backfill"],
+        "{actions:?}"
+    );
 
     let o = run(&["jobs", "show", id], &admin);
     assert!(

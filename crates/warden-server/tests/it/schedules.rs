@@ -340,3 +340,147 @@ async fn an_operator_pauses_a_schedule_with_a_warrant_and_it_fires_again_only_wh
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_admin_changes_and_deletes_a_schedule_audited_and_only_in_its_own_tenant() {
+    use reqwest::Method;
+    for app in apps().await {
+        let b = app.backend;
+        let t = app.tenant("acme").await;
+        let other = app.tenant("globex").await;
+        let admin = app
+            .token(&t.admin, &[("scope", "orch:read orch:admin")])
+            .await;
+        let other_admin = app
+            .token(&other.admin, &[("scope", "orch:read orch:admin")])
+            .await;
+        let a = app
+            .post(
+                "/api/v1/schedules",
+                &admin,
+                Some(json!({"cron": "0 9 * * *", "queue": "reports", "type": "daily", "payload": {"v": 1}})),
+            )
+            .await;
+        let id = a.body["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/v1/schedules/{id}");
+        let shown = app.get(&path, &t.token).await;
+        assert_eq!(shown.status, StatusCode::OK, "[{b:?}]");
+        assert_eq!(shown.body, a.body, "[{b:?}] show is what create answered");
+
+        // Read scope cannot change it; another tenant cannot see, change or delete it.
+        let patch = |token: &str, body: serde_json::Value| {
+            let (path, token) = (path.clone(), token.to_owned());
+            let app = &app;
+            async move {
+                app.send(Method::PATCH, &path, Some(&token), Some(&body))
+                    .await
+            }
+        };
+        let a = patch(&t.token, json!({"cron": "0 10 * * *"})).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::FORBIDDEN, "FORBIDDEN_SCOPE"),
+            "[{b:?}]"
+        );
+        for a in [
+            app.get(&path, &other.token).await,
+            patch(&other_admin, json!({"cron": "0 10 * * *"})).await,
+            app.send(Method::DELETE, &path, Some(&other_admin), None)
+                .await,
+        ] {
+            assert_eq!(
+                (a.status, a.code()),
+                (StatusCode::NOT_FOUND, "UNKNOWN_SCHEDULE_ID"),
+                "[{b:?}] {:?}",
+                a.body
+            );
+        }
+        // Bad input names its field and changes nothing.
+        for (bad, field) in [
+            (json!({"cron": "61 * * * *"}), "cron"),
+            (json!({"timezone": "Mars/Base"}), "timezone"),
+            (json!({"queue": "bad queue!"}), "queue"),
+            (json!({}), "body"),
+        ] {
+            let a = patch(&admin, bad).await;
+            assert_eq!(
+                (a.status, a.code()),
+                (StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
+                "[{b:?}] {:?}",
+                a.body
+            );
+            assert_eq!(a.body["errors"][0]["field"], field, "[{b:?}] {:?}", a.body);
+        }
+        assert_eq!(app.get(&path, &t.token).await.body, shown.body, "[{b:?}]");
+
+        // A new zone keeps the cron and moves the next fire time; other fields stay.
+        let a = patch(
+            &admin,
+            json!({"timezone": "America/New_York", "queue": "nightly", "priority": 5}),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "[{b:?}] {:?}", a.body);
+        assert_eq!(a.body["cron"], "0 9 * * *", "[{b:?}]");
+        assert_eq!(a.body["timezone"], "America/New_York", "[{b:?}]");
+        assert_eq!(a.body["queue"], "nightly", "[{b:?}]");
+        assert_eq!(a.body["priority"], 5, "[{b:?}]");
+        assert_eq!(a.body["type"], "daily", "[{b:?}]");
+        assert_eq!(a.body["payload"], json!({"v": 1}), "[{b:?}]");
+        assert_ne!(
+            a.body["next_fire_at"], shown.body["next_fire_at"],
+            "[{b:?}]"
+        );
+        assert_eq!(
+            app.get(&path, &t.token).await.body,
+            a.body,
+            "[{b:?}] stored"
+        );
+
+        // Deleted: gone from show and list, and the entries say what it was.
+        let a = app.send(Method::DELETE, &path, Some(&admin), None).await;
+        assert_eq!(a.status, StatusCode::OK, "[{b:?}] {:?}", a.body);
+        assert_eq!(a.body["queue"], "nightly", "[{b:?}]");
+        let gone = app.get(&path, &t.token).await;
+        assert_eq!(gone.code(), "UNKNOWN_SCHEDULE_ID", "[{b:?}]");
+        let list = app.get("/api/v1/schedules", &t.token).await;
+        assert_eq!(list.body["items"], json!([]), "[{b:?}]");
+        let again = app.send(Method::DELETE, &path, Some(&admin), None).await;
+        assert_eq!(again.code(), "UNKNOWN_SCHEDULE_ID", "[{b:?}]");
+
+        let entries = app.audit(&t.token, &format!("target={id}")).await;
+        let actions: Vec<(&str, &str)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap(),
+                    e["outcome"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("schedule.delete", "rejected"),
+                ("schedule.delete", "allowed"),
+                ("schedule.update", "allowed"),
+                ("schedule.update", "rejected"),
+                ("schedule.update", "rejected"),
+                ("schedule.update", "rejected"),
+                ("schedule.update", "rejected"),
+                ("schedule.update", "rejected"),
+                ("schedule.create", "allowed"),
+            ],
+            "[{b:?}] newest first"
+        );
+        let update = &entries[2]["metadata"];
+        assert_eq!(update["before"]["timezone"], json!(null), "[{b:?}]");
+        assert_eq!(update["after"]["timezone"], "America/New_York", "[{b:?}]");
+        assert_eq!(update["before"]["queue"], "reports", "[{b:?}]");
+        assert_eq!(update["payload_changed"], false, "[{b:?}]");
+        assert_eq!(
+            entries[1]["metadata"]["deleted"]["queue"], "nightly",
+            "[{b:?}]"
+        );
+        app.stop().await;
+    }
+}

@@ -284,3 +284,108 @@ async fn the_scheduler_finds_runs_a_backfill_already_made() {
         assert_eq!(all_jobs(&store, &t).await.len(), 3, "[{b:?}]");
     }
 }
+
+#[tokio::test]
+async fn a_deleted_schedule_takes_its_runs_record_but_not_its_jobs_and_an_edit_moves_its_next_fire()
+{
+    use warden_core::schedule::Cron;
+    use warden_store::schedules::ScheduleChange;
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let s = create(&store, &t, "0 * * * *").await;
+
+        // An edit of the cron moves the next fire time; unnamed fields stay.
+        let change = ScheduleChange {
+            cron: Some(Cron::parse("30 * * * *").unwrap()),
+            ..Default::default()
+        };
+        let edited = store
+            .update_schedule_audited(&t, s.id, change, draft(&t, "schedule.update"))
+            .await
+            .unwrap();
+        let next = edited.next_fire_at.expect("fires");
+        assert_eq!(
+            next.as_micros() % (60 * MINUTE),
+            30 * MINUTE,
+            "[{b:?}] at :30"
+        );
+        assert_eq!(
+            (edited.queue.clone(), edited.priority),
+            (s.queue.clone(), 5),
+            "[{b:?}]"
+        );
+        assert_eq!(
+            store.get_schedule(&t, s.id).await.unwrap(),
+            Some(edited),
+            "[{b:?}]"
+        );
+
+        let runs = store
+            .backfill_audited(
+                &t,
+                s.id,
+                ts("2026-01-01T00:00:00Z"),
+                ts("2026-01-01T02:00:00Z"),
+                100,
+                draft(&t, "schedule.backfill"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 2, "[{b:?}]");
+
+        // Another tenant's delete is unknown and changes nothing.
+        let foreign = store
+            .delete_schedule_audited(
+                &tenant("globex"),
+                s.id,
+                draft(&tenant("globex"), "schedule.delete"),
+            )
+            .await;
+        assert_rejected(b, foreign, ReasonCode::UnknownScheduleId);
+        assert!(
+            store.get_schedule(&t, s.id).await.unwrap().is_some(),
+            "[{b:?}]"
+        );
+
+        store
+            .delete_schedule_audited(&t, s.id, draft(&t, "schedule.delete"))
+            .await
+            .unwrap();
+        assert_eq!(store.get_schedule(&t, s.id).await.unwrap(), None, "[{b:?}]");
+        let left = store
+            .execute_raw(&format!(
+                "DELETE FROM schedule_runs WHERE schedule_id = '{}'",
+                s.id
+            ))
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "[{b:?}] its runs record went with it");
+        assert_eq!(all_jobs(&store, &t).await.len(), 2, "[{b:?}] its jobs stay");
+        let gone = store
+            .update_schedule_audited(
+                &t,
+                s.id,
+                ScheduleChange::default(),
+                draft(&t, "schedule.update"),
+            )
+            .await;
+        assert_rejected(b, gone, ReasonCode::UnknownScheduleId);
+        let actions: Vec<String> = all_entries(&store, &t, &AuditFilter::default())
+            .await
+            .iter()
+            .map(|e| e.entry.action.clone())
+            .collect();
+        assert_eq!(
+            actions[..4],
+            [
+                "schedule.delete",
+                "schedule.backfill",
+                "schedule.update",
+                "schedule.create"
+            ],
+            "[{b:?}] one entry per change, committed with it"
+        );
+    }
+}
