@@ -121,12 +121,17 @@ pub struct JobsConfig {
     /// many seconds after they finished. They stay listable, showable and replayable;
     /// claims and the periodic loops no longer see them.
     pub archive_after_secs: u64,
+    /// Moved jobs are deleted, with their timelines, this many seconds after they
+    /// finished; 0 (the default) keeps them for ever. A deleted job can no longer be shown
+    /// or replayed; its audit entries stay. A job another job depends on is kept.
+    pub done_retention_secs: u64,
 }
 
 impl Default for JobsConfig {
     fn default() -> Self {
         Self {
             archive_after_secs: 3600,
+            done_retention_secs: 0,
         }
     }
 }

@@ -616,28 +616,53 @@ async fn sweep_jobs(state: &AppState) {
     }
 }
 
-/// Move jobs finished more than `jobs.archive_after_secs` ago out of the hot table, a
-/// bounded amount per pass so a backlog drains without long transactions.
+/// Move jobs finished more than `jobs.archive_after_secs` ago out of the hot table, then
+/// delete moved jobs older than `jobs.done_retention_secs` (when set).
 async fn archive_finished_jobs(state: &AppState) {
-    const BATCH: u32 = 2_000;
-    let age = state
-        .config
-        .jobs
-        .archive_after_secs
-        .saturating_mul(1_000_000) as i64;
-    let cutoff = Timestamp::now().saturating_add_micros(-age);
+    let ago = |secs: u64| {
+        Timestamp::now().saturating_add_micros(-(secs.saturating_mul(1_000_000) as i64))
+    };
+    let moved = ago(state.config.jobs.archive_after_secs);
+    drain(
+        state,
+        "warden_jobs_archived_total",
+        "move finished jobs out of the hot table",
+        || state.store.archive_finished_jobs(moved, DRAIN_BATCH),
+    )
+    .await;
+    let retention = state.config.jobs.done_retention_secs;
+    if retention > 0 {
+        let expired = ago(retention);
+        drain(
+            state,
+            "warden_jobs_purged_total",
+            "delete expired finished jobs",
+            || state.store.purge_done_jobs(expired, DRAIN_BATCH),
+        )
+        .await;
+    }
+}
+
+/// Rows one step of [`drain`] handles at most.
+const DRAIN_BATCH: u32 = 2_000;
+
+/// Run `step` until it handles fewer than [`DRAIN_BATCH`] rows, at most ten times a pass,
+/// so a backlog drains in bounded transactions; count what it handled in `metric`.
+async fn drain<F, Fut>(state: &AppState, metric: &'static str, what: &str, step: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = warden_store::StoreResult<u64>>,
+{
     for _ in 0..10 {
-        match state.store.archive_finished_jobs(cutoff, BATCH).await {
+        match step().await {
             Ok(n) => {
-                state
-                    .metrics
-                    .add("warden_jobs_archived_total", Vec::new(), n);
-                if n < BATCH as u64 {
+                state.metrics.add(metric, Vec::new(), n);
+                if n < u64::from(DRAIN_BATCH) {
                     return;
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not move finished jobs out of the hot table; will retry");
+                tracing::warn!(error = %e, "could not {what}; will retry");
                 return;
             }
         }

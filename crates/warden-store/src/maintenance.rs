@@ -75,28 +75,9 @@ impl Store {
             tx.commit().await?;
             return Ok(0);
         }
-        let mut keys: Vec<(String, String)> = Vec::with_capacity(rows.len());
-        let mut counts: BTreeMap<(String, String, String), i64> = BTreeMap::new();
-        for r in &rows {
-            let tenant = row::text(r, "tenant")?;
-            *counts
-                .entry((
-                    tenant.clone(),
-                    row::text(r, "queue")?,
-                    row::text(r, "state")?,
-                ))
-                .or_default() += 1;
-            keys.push((tenant, row::text(r, "id")?));
-        }
+        let (keys, counts) = tally(&rows)?;
         let now = Timestamp::now().as_micros();
-        // 2 parameters per row; 400 rows keep every statement far below the limits.
-        // Per tenant, `tenant = ? AND id IN (…)`: a primary-key search on both backends
-        // (SQLite plans a row-value `IN (VALUES …)` as a scan of the whole table).
-        let mut by_tenant: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (t, id) in &keys {
-            by_tenant.entry(t.as_str()).or_default().push(id.as_str());
-        }
-        for (tenant, ids) in by_tenant {
+        for (tenant, ids) in by_tenant(&keys) {
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                 let list = list_placeholders(chunk.len(), 3);
                 let insert = format!(
@@ -121,19 +102,105 @@ impl Store {
                 }
             }
         }
-        for ((tenant, queue, state), n) in counts {
-            sqlx::query(
-                "INSERT INTO jobs_done_counts (tenant, queue, state, n) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant, queue, state) DO UPDATE SET n = jobs_done_counts.n + excluded.n",
-            )
-            .bind(tenant)
-            .bind(queue)
-            .bind(state)
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
-        }
+        add_done_counts(&mut tx, counts, 1).await?;
         tx.commit().await?;
         Ok(rows.len() as u64)
     }
+
+    /// Delete up to `batch` moved jobs that finished before `cutoff`, oldest first, with
+    /// their timelines and their share of the queue-depth counters, in one transaction
+    /// (`jobs.done_retention_secs`). A job another job still depends on stays (its
+    /// dependent reads its state). Returns how many went. Their audit entries stay: the
+    /// log is never rewritten, and may name jobs that no longer exist.
+    pub async fn purge_done_jobs(&self, cutoff: Timestamp, batch: u32) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let mut sql = format!(
+            "SELECT tenant, id, queue, state FROM jobs_done d WHERE updated_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM job_deps p WHERE p.tenant = d.tenant AND p.depends_on = d.id) \
+             ORDER BY updated_at LIMIT {batch}"
+        );
+        if self.backend() == Backend::Postgres {
+            sql.push_str(" FOR UPDATE SKIP LOCKED");
+        }
+        let rows = sqlx::query(&sql)
+            .bind(cutoff.as_micros())
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        let (keys, counts) = tally(&rows)?;
+        for (tenant, ids) in by_tenant(&keys) {
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let list = list_placeholders(chunk.len(), 2);
+                for sql in [
+                    format!("DELETE FROM job_events WHERE tenant = $1 AND job_id IN ({list})"),
+                    format!("DELETE FROM jobs_done WHERE tenant = $1 AND id IN ({list})"),
+                ] {
+                    let sql = crate::sql::for_backend(&tx, sql);
+                    let mut q = sqlx::query(&sql).bind(tenant);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            }
+        }
+        add_done_counts(&mut tx, counts, -1).await?;
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+}
+
+/// Jobs per (tenant, queue, state) among `rows` (`tenant, id, queue, state`), and their
+/// (tenant, id) keys.
+type DoneCounts = BTreeMap<(String, String, String), i64>;
+
+fn tally(rows: &[sqlx::any::AnyRow]) -> StoreResult<(Vec<(String, String)>, DoneCounts)> {
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut counts = DoneCounts::new();
+    for r in rows {
+        let tenant = row::text(r, "tenant")?;
+        let key = (
+            tenant.clone(),
+            row::text(r, "queue")?,
+            row::text(r, "state")?,
+        );
+        *counts.entry(key).or_default() += 1;
+        keys.push((tenant, row::text(r, "id")?));
+    }
+    Ok((keys, counts))
+}
+
+/// Keys grouped by tenant: per tenant, `tenant = ? AND id IN (…)` is a primary-key search
+/// on both backends (SQLite plans a row-value `IN (VALUES …)` as a scan of the whole
+/// table); chunks of [`ROWS_PER_STATEMENT`] keep every statement below the limits.
+fn by_tenant(keys: &[(String, String)]) -> BTreeMap<&str, Vec<&str>> {
+    let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (t, id) in keys {
+        out.entry(t.as_str()).or_default().push(id.as_str());
+    }
+    out
+}
+
+/// Add `counts` times `sign` to the queue-depth counters of moved jobs.
+async fn add_done_counts(
+    conn: &mut sqlx::AnyConnection,
+    counts: DoneCounts,
+    sign: i64,
+) -> StoreResult<()> {
+    for ((tenant, queue, state), n) in counts {
+        sqlx::query(
+            "INSERT INTO jobs_done_counts (tenant, queue, state, n) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant, queue, state) DO UPDATE SET n = jobs_done_counts.n + excluded.n",
+        )
+        .bind(tenant)
+        .bind(queue)
+        .bind(state)
+        .bind(sign * n)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -91,6 +91,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0014_bytewise_keys.sql"),
         include_str!("../migrations/postgres/0014_bytewise_keys.sql"),
     ),
+    (
+        15,
+        "done_retention",
+        include_str!("../migrations/sqlite/0015_done_retention.sql"),
+        include_str!("../migrations/postgres/0015_done_retention.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

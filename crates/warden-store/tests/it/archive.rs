@@ -345,3 +345,80 @@ async fn a_finish_batch_tells_moved_foreign_and_unknown_jobs_apart_and_settles_o
         }
     }
 }
+
+#[tokio::test]
+async fn expired_moved_jobs_are_deleted_with_their_timelines_unless_a_job_depends_on_them() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            ids.push(
+                enqueue_one(&store, &t, new_job("mail", "send", json!({"i": i})))
+                    .await
+                    .id,
+            );
+        }
+        work_off(&store, &t, "mail", |_| ok()).await;
+        // A job that waits on a finished one keeps it: it reads its state.
+        let unfinished = enqueue_one(&store, &t, new_job("slow", "send", json!({}))).await;
+        let waiting = enqueue_one(
+            &store,
+            &t,
+            dependent_job("mail", vec![ids[3], unfinished.id]),
+        )
+        .await;
+        assert_eq!(archive_all(&store).await, 4, "[{b:?}]");
+        let depth = |store: Store| async move {
+            store
+                .get_queue(&tenant("acme"), &queue("mail"))
+                .await
+                .unwrap()
+                .unwrap()
+                .depth
+        };
+        assert_eq!(depth(store.clone()).await["succeeded"], 4, "[{b:?}]");
+
+        // Nothing finished before the cutoff: nothing goes.
+        let old = Timestamp::now().saturating_add_micros(-3_600_000_000);
+        assert_eq!(store.purge_done_jobs(old, 100).await.unwrap(), 0, "[{b:?}]");
+        // Two at a time, oldest first; the one depended on stays.
+        let now = Timestamp::now().saturating_add_micros(1);
+        assert_eq!(store.purge_done_jobs(now, 2).await.unwrap(), 2, "[{b:?}]");
+        assert_eq!(store.purge_done_jobs(now, 2).await.unwrap(), 1, "[{b:?}]");
+        assert_eq!(store.purge_done_jobs(now, 2).await.unwrap(), 0, "[{b:?}]");
+        for id in &ids[..3] {
+            assert!(
+                store.get_job(&t, *id).await.unwrap().is_none(),
+                "[{b:?}] {id} deleted"
+            );
+            let events = store
+                .execute_raw(&format!("DELETE FROM job_events WHERE job_id = '{id}'"))
+                .await
+                .unwrap();
+            assert_eq!(events, 0, "[{b:?}] its timeline went with it");
+        }
+        assert_eq!(
+            job(&store, &t, ids[3]).await.state,
+            JobState::Succeeded,
+            "[{b:?}]"
+        );
+        assert_eq!(
+            job(&store, &t, waiting.id).await.state,
+            JobState::Pending,
+            "[{b:?}]"
+        );
+        let d = depth(store.clone()).await;
+        assert_eq!(
+            (d["succeeded"], d["pending"]),
+            (1, 1),
+            "[{b:?}] depth follows"
+        );
+        // A replay of a deleted job is an unknown job.
+        let gone = store
+            .replay_job_audited(&t, ids[0], job_draft(&t, "job.replay", ids[0]))
+            .await;
+        assert_rejected(b, gone, ReasonCode::UnknownJobId);
+    }
+}
