@@ -15,15 +15,6 @@
 //! - [`extract`]: request parsing at the edge. [`openapi`]: the document.
 #![forbid(unsafe_code)]
 
-/// The allocator of every program that links the server — the `warden` binary, its tests
-/// and the benches that start it in-process — so all of them measure what ships.
-/// mimalloc rather than glibc's: the SQLite writer's thread frees what the runtime's
-/// threads allocated (sqlx copies every bound value across), where glibc spent an eighth
-/// of a bulk replay's CPU in `malloc`/`free`/`malloc_consolidate`; bulk replay on SQLite
-/// ran 12-15 % faster in six interleaved pairs (decision 0003, docs/BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod alerts;
 pub mod auth;
 pub mod config;
