@@ -303,6 +303,21 @@ fn defer_for_bulk_actions(
     false
 }
 
+/// A derived background task's place behind bulk actions: since when it has waited.
+#[derive(Debug, Default)]
+struct BulkDeferral(Mutex<Option<std::time::Instant>>);
+
+impl BulkDeferral {
+    /// Whether the task skips this round ([`defer_for_bulk_actions`]).
+    fn skip(&self, state: &AppState) -> bool {
+        defer_for_bulk_actions(
+            state.bulk_in_flight(),
+            &mut self.0.lock().expect("not poisoned"),
+            std::time::Instant::now(),
+        )
+    }
+}
+
 /// The periodic loops: outbox relay, `_system` failure flush, lease recovery and promotion
 /// of due jobs, planner statistics (PostgreSQL), issuer key refresh.
 fn spawn_background(
@@ -357,7 +372,7 @@ fn spawn_background(
         }
     }));
     let s = state.clone();
-    let waiting = Arc::new(Mutex::new(None));
+    let waiting = Arc::new(BulkDeferral::default());
     tasks.push(every(Duration::from_secs(1), stop.clone(), move || {
         let s = s.clone();
         let waiting = waiting.clone();
@@ -365,12 +380,7 @@ fn spawn_background(
             if s.is_leader() {
                 ledger::cut_due_checkpoints(&s).await;
                 alerts::evaluate(&s).await;
-                let defer = defer_for_bulk_actions(
-                    s.bulk_in_flight(),
-                    &mut waiting.lock().expect("not poisoned"),
-                    std::time::Instant::now(),
-                );
-                if defer {
+                if waiting.skip(&s) {
                     return;
                 }
                 match s.store.index_audit_search(5_000).await {
@@ -409,7 +419,7 @@ fn spawn_background(
         }));
     }
     let s = state.clone();
-    let waiting = Arc::new(Mutex::new(None));
+    let waiting = Arc::new(BulkDeferral::default());
     tasks.push(every(Duration::from_secs(5), stop.clone(), move || {
         let s = s.clone();
         let waiting = waiting.clone();
@@ -417,12 +427,7 @@ fn spawn_background(
             if !s.is_leader() {
                 return;
             }
-            let defer = defer_for_bulk_actions(
-                s.bulk_in_flight(),
-                &mut waiting.lock().expect("not poisoned"),
-                std::time::Instant::now(),
-            );
-            if defer {
+            if waiting.skip(&s) {
                 return;
             }
             match s.store.refresh_planner_stats().await {
