@@ -10,10 +10,9 @@ use warden_core::events::AuditEvent;
 use warden_core::names::{AuditId, TenantId};
 use warden_core::time::Timestamp;
 
-use crate::sql::{ROWS_PER_STATEMENT, list_placeholders, values_placeholders};
+use crate::sql::{Insert, ROWS_PER_STATEMENT, list_placeholders};
 
 /// A statement with its bound values, under the `Any` driver.
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 use crate::{Store, StoreError, StoreResult, ledger, outbox, row};
 
 /// An entry as stored: the entry plus its leaf hash.
@@ -199,110 +198,69 @@ pub(crate) async fn append_encoded_in_tx(
     let leaves: Vec<[u8; 32]> = encoded.iter().map(|(_, h)| *h).collect();
     let nodes = ledger::extend(&mut frontier, &leaves);
     ledger::store_nodes(conn, &tenant, &nodes).await?;
-    // On PostgreSQL the last chunk's entries, leaves and the head's update are one
-    // statement (data-modifying CTEs): a single audited action makes one round trip for
-    // its entry, as it would without the ledger. SQLite has no such CTEs and no round trips.
-    let fold = conn.backend_name() != "SQLite";
-    let chunks = entries.len().div_ceil(ROWS_PER_STATEMENT);
-    for (i, (chunk_entries, chunk_encoded)) in entries
-        .chunks(ROWS_PER_STATEMENT)
-        .zip(encoded.chunks(ROWS_PER_STATEMENT))
-        .enumerate()
-    {
-        let n = chunk_entries.len();
-        let insert_entries = format!(
-            "INSERT INTO audit_entries (tenant, seq, id, created_at, actor, action, target_kind, target_id, outcome, reason_code, operator_ticket, canonical) VALUES {}",
-            values_placeholders(n, 12, 1)
-        );
-        let head_too = fold && i + 1 == chunks;
-        let first_leaf = if fold { 12 * n + 1 } else { 1 };
-        let insert_leaves = format!(
-            "INSERT INTO audit_leaves (tenant, seq, leaf_hash) VALUES {}",
-            values_placeholders(n, 3, first_leaf)
-        );
-        if fold {
-            let sql = if head_too {
-                let h = 15 * n + 1;
-                format!(
-                    "WITH e AS ({insert_entries}), l AS ({insert_leaves}) \
-                     UPDATE audit_heads SET next_seq = ${h}, frontier = ${} WHERE tenant = ${}",
-                    h + 1,
-                    h + 2
-                )
-            } else {
-                format!("WITH e AS ({insert_entries}) {insert_leaves}")
-            };
-            let q = sqlx::query(&sql);
-            let mut q = bind_leaves(
-                bind_entries(q, chunk_entries, chunk_encoded),
-                chunk_entries,
-                chunk_encoded,
-            );
-            if head_too {
-                q = q
-                    .bind(frontier.size() as i64)
-                    .bind(ledger::frontier_bytes(&frontier))
-                    .bind(tenant.as_str());
-            }
-            q.execute(&mut *conn).await?;
-        } else {
-            let sql = crate::sql::for_backend(conn, insert_entries);
-            bind_entries(sqlx::query(&sql), chunk_entries, chunk_encoded)
-                .execute(&mut *conn)
-                .await?;
-            let sql = crate::sql::for_backend(conn, insert_leaves);
-            bind_leaves(sqlx::query(&sql), chunk_entries, chunk_encoded)
-                .execute(&mut *conn)
-                .await?;
-        }
+    let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
+    let mut bodies = Insert::new(
+        "audit_entries (tenant, seq, id, created_at, actor, action, target_kind, target_id, outcome, reason_code, operator_ticket, canonical)",
+        &[
+            "text", "bigint", "text", "bigint", "text", "text", "text", "text", "text", "text",
+            "text", "text",
+        ],
+    )
+    .with_capacity(entries.len());
+    let mut leaves = Insert::new(
+        "audit_leaves (tenant, seq, leaf_hash)",
+        &["text", "bigint", "bytea"],
+    )
+    .with_capacity(entries.len());
+    for ((e, (canonical, hash)), id) in entries.iter().zip(&encoded).zip(&ids) {
+        bodies.row([
+            e.tenant.as_str().into(),
+            (e.seq as i64).into(),
+            id.into(),
+            e.created_at.as_micros().into(),
+            e.actor.as_str().into(),
+            e.action.as_str().into(),
+            e.target_kind.as_deref().into(),
+            e.target_id.as_deref().into(),
+            e.outcome.as_str().into(),
+            e.reason_code.map(|c| c.as_str()).into(),
+            e.operator_ticket.as_deref().into(),
+            canonical.into(),
+        ]);
+        leaves.row([
+            e.tenant.as_str().into(),
+            (e.seq as i64).into(),
+            hash.as_slice().into(),
+        ]);
     }
-    if !fold {
+    if conn.backend_name() == "SQLite" {
+        bodies.execute(conn).await?;
+        leaves.execute(conn).await?;
         ledger::store_frontier(conn, &tenant, &frontier).await?;
+    } else {
+        // On PostgreSQL the entries, their leaves and the head's update are one statement
+        // (data-modifying CTEs): a single audited action makes one round trip for its
+        // entry, as it would without the ledger.
+        let (bodies_sql, bodies_arrays) = bodies.unnest(1);
+        let (leaves_sql, leaves_arrays) = leaves.unnest(13);
+        let sql = format!(
+            "WITH e AS ({bodies_sql}), l AS ({leaves_sql}) \
+             UPDATE audit_heads SET next_seq = $16, frontier = $17 WHERE tenant = $18"
+        );
+        let mut q = sqlx::query(&sql);
+        for a in bodies_arrays.iter().chain(&leaves_arrays) {
+            q = q.bind(a.as_str());
+        }
+        q.bind(frontier.size() as i64)
+            .bind(ledger::frontier_bytes(&frontier))
+            .bind(tenant.as_str())
+            .execute(&mut *conn)
+            .await?;
     }
     count_in_tx(conn, &entries).await?;
     let events: Vec<AuditEvent> = entries.iter().map(AuditEvent::from_entry).collect();
     outbox::enqueue_events(conn, "audit", &events, now).await?;
     Ok(entries)
-}
-
-/// Bind the columns of `entries` (with their canonical texts), in `audit_entries` order.
-/// Texts are bound borrowed: the `Any` driver copies every owned `String` it is given.
-fn bind_entries<'q>(
-    mut q: AnyQuery<'q>,
-    entries: &'q [AuditEntry],
-    encoded: &'q [(String, [u8; 32])],
-) -> AnyQuery<'q> {
-    for (e, (canonical, _)) in entries.iter().zip(encoded) {
-        q = q
-            .bind(e.tenant.as_str())
-            .bind(e.seq as i64)
-            .bind(e.id.to_string())
-            .bind(e.created_at.as_micros())
-            .bind(e.actor.as_str())
-            .bind(e.action.as_str())
-            .bind(e.target_kind.as_deref())
-            .bind(e.target_id.as_deref())
-            .bind(e.outcome.as_str())
-            .bind(e.reason_code.map(|c| c.as_str()))
-            .bind(e.operator_ticket.as_deref())
-            .bind(canonical.as_str());
-    }
-    q
-}
-
-/// Bind the `audit_leaves` rows of `entries`.
-fn bind_leaves<'q>(
-    mut q: AnyQuery<'q>,
-    entries: &'q [AuditEntry],
-    encoded: &'q [(String, [u8; 32])],
-) -> AnyQuery<'q> {
-    for (e, (_, hash)) in entries.iter().zip(encoded) {
-        q = q
-            .bind(e.tenant.as_str())
-            .bind(e.seq as i64)
-            .bind(hash.as_slice());
-    }
-    q
 }
 
 /// An hour in microseconds: the bucket of `audit_counts`.
@@ -351,29 +309,30 @@ async fn count_in_tx(conn: &mut AnyConnection, entries: &[AuditEntry]) -> StoreR
         tallies.entry(key).and_modify(|x| x.merge(t)).or_insert(t);
     }
     let rows: Vec<_> = tallies.into_iter().collect();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO audit_counts (tenant, hour, action, outcome, actor, n, first_at, last_at) VALUES {} \
-             ON CONFLICT (tenant, hour, action, outcome, actor) DO UPDATE SET n = audit_counts.n + excluded.n, \
-             first_at = CASE WHEN excluded.first_at < audit_counts.first_at THEN excluded.first_at ELSE audit_counts.first_at END, \
-             last_at = CASE WHEN excluded.last_at > audit_counts.last_at THEN excluded.last_at ELSE audit_counts.last_at END",
-            values_placeholders(chunk.len(), 8, 1)
-        );
-        let sql = crate::sql::for_backend(conn, sql);
-        let mut q = sqlx::query(&sql);
-        for ((hour, (action, outcome, actor)), t) in chunk {
-            q = q
-                .bind(first.tenant.clone())
-                .bind(*hour)
-                .bind(action.clone())
-                .bind(outcome.clone())
-                .bind(actor.clone())
-                .bind(t.n)
-                .bind(t.first_at)
-                .bind(t.last_at);
-        }
-        q.execute(&mut *conn).await?;
+    let mut insert = Insert::new(
+        "audit_counts (tenant, hour, action, outcome, actor, n, first_at, last_at)",
+        &[
+            "text", "bigint", "text", "text", "text", "bigint", "bigint", "bigint",
+        ],
+    )
+    .suffix(
+        "ON CONFLICT (tenant, hour, action, outcome, actor) DO UPDATE SET n = audit_counts.n + excluded.n, \
+         first_at = CASE WHEN excluded.first_at < audit_counts.first_at THEN excluded.first_at ELSE audit_counts.first_at END, \
+         last_at = CASE WHEN excluded.last_at > audit_counts.last_at THEN excluded.last_at ELSE audit_counts.last_at END",
+    );
+    for ((hour, (action, outcome, actor)), t) in &rows {
+        insert.row([
+            first.tenant.as_str().into(),
+            (*hour).into(),
+            action.into(),
+            outcome.into(),
+            actor.into(),
+            t.n.into(),
+            t.first_at.into(),
+            t.last_at.into(),
+        ]);
     }
+    insert.execute(conn).await?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use warden_core::names::{JobId, JobType, QueueName, TenantId};
 use warden_core::reason::ReasonCode;
 use warden_core::time::Timestamp;
 
-use crate::sql::{ROWS_PER_STATEMENT, list_placeholders, values_placeholders};
+use crate::sql::{Insert, ROWS_PER_STATEMENT, list_placeholders};
 use crate::{Rejection, Store, StoreError, StoreResult, audit, outbox, row};
 
 /// Filters of `GET /api/v1/jobs` and of bulk replay.
@@ -66,6 +66,13 @@ const ENQUEUE_ATTEMPTS: u32 = 3;
 
 pub(crate) const JOB_COLUMNS: &str = "id, queue, job_type, payload, priority, state, attempt, max_attempts, run_at, created_at, updated_at, depends_on, idempotency_key, replay_of, reason_code, last_error, result";
 
+/// `jobs` with its tenant and [`JOB_COLUMNS`], for an [`Insert`]; [`JOB_TYPES`] in order.
+const JOBS_INTO: &str = "jobs (tenant, id, queue, job_type, payload, priority, state, attempt, max_attempts, run_at, created_at, updated_at, depends_on, idempotency_key, replay_of, reason_code, last_error, result)";
+const JOB_TYPES: [&str; 18] = [
+    "text", "text", "text", "text", "text", "bigint", "text", "bigint", "bigint", "bigint",
+    "bigint", "bigint", "text", "text", "text", "text", "text", "text",
+];
+
 pub(crate) fn decode_job(r: &AnyRow) -> StoreResult<Job> {
     const T: &str = "jobs";
     let json = |s: &str| serde_json::from_str::<serde_json::Value>(s);
@@ -108,69 +115,59 @@ async fn insert_jobs(
     jobs: &[Job],
     actor: Option<&str>,
 ) -> StoreResult<()> {
-    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO jobs (tenant, {JOB_COLUMNS}) VALUES {}",
-            values_placeholders(chunk.len(), 18, 1)
-        );
-        let sql = crate::sql::for_backend(conn, sql);
-        // The texts each row needs made are made once and bound borrowed: the `Any`
-        // driver copies every owned `String` it is given.
-        let texts: Vec<[Option<String>; 5]> = chunk
-            .iter()
-            .map(|j| {
-                [
-                    Some(j.id.to_string()),
-                    Some(j.payload.to_string()),
-                    Some(serde_json::to_string(&j.depends_on).expect("ids serialize")),
-                    j.replay_of.map(|r| r.to_string()),
-                    j.result.as_ref().map(|r| r.to_string()),
-                ]
-            })
-            .collect();
-        let mut q = sqlx::query(&sql);
-        for (j, [id, payload, deps, replay_of, result]) in chunk.iter().zip(&texts) {
-            q = q
-                .bind(tenant.as_str())
-                .bind(id.as_deref())
-                .bind(j.queue.as_str())
-                .bind(j.job_type.as_str())
-                .bind(payload.as_deref())
-                .bind(j.priority as i64)
-                .bind(j.state.as_str())
-                .bind(j.attempt as i64)
-                .bind(j.max_attempts as i64)
-                .bind(j.run_at.as_micros())
-                .bind(j.created_at.as_micros())
-                .bind(j.updated_at.as_micros())
-                .bind(deps.as_deref())
-                .bind(j.idempotency_key.as_deref())
-                .bind(replay_of.as_deref())
-                .bind(j.reason_code.map(|c| c.as_str()))
-                .bind(j.last_error.as_deref())
-                .bind(result.as_deref());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    let edges: Vec<(JobId, JobId)> = jobs
+    // The texts each row needs made are made once and bound borrowed.
+    let texts: Vec<[Option<String>; 5]> = jobs
         .iter()
-        .flat_map(|j| j.depends_on.iter().map(move |d| (j.id, *d)))
+        .map(|j| {
+            [
+                Some(j.id.to_string()),
+                Some(j.payload.to_string()),
+                Some(serde_json::to_string(&j.depends_on).expect("ids serialize")),
+                j.replay_of.map(|r| r.to_string()),
+                j.result.as_ref().map(|r| r.to_string()),
+            ]
+        })
         .collect();
-    for chunk in edges.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO job_deps (tenant, job_id, depends_on) VALUES {}",
-            values_placeholders(chunk.len(), 3, 1)
-        );
-        let sql = crate::sql::for_backend(conn, sql);
-        let mut q = sqlx::query(&sql);
-        for (job, dep) in chunk {
-            q = q
-                .bind(tenant.as_str())
-                .bind(job.to_string())
-                .bind(dep.to_string());
-        }
-        q.execute(&mut *conn).await?;
+    let mut insert = Insert::new(JOBS_INTO, &JOB_TYPES).with_capacity(jobs.len());
+    for (j, [id, payload, deps, replay_of, result]) in jobs.iter().zip(&texts) {
+        insert.row([
+            tenant.as_str().into(),
+            id.as_deref().into(),
+            j.queue.as_str().into(),
+            j.job_type.as_str().into(),
+            payload.as_deref().into(),
+            i64::from(j.priority).into(),
+            j.state.as_str().into(),
+            i64::from(j.attempt).into(),
+            i64::from(j.max_attempts).into(),
+            j.run_at.as_micros().into(),
+            j.created_at.as_micros().into(),
+            j.updated_at.as_micros().into(),
+            deps.as_deref().into(),
+            j.idempotency_key.as_deref().into(),
+            replay_of.as_deref().into(),
+            j.reason_code.map(|c| c.as_str()).into(),
+            j.last_error.as_deref().into(),
+            result.as_deref().into(),
+        ]);
     }
+    insert.execute(conn).await?;
+    let edges: Vec<(String, String)> = jobs
+        .iter()
+        .flat_map(|j| {
+            j.depends_on
+                .iter()
+                .map(move |d| (j.id.to_string(), d.to_string()))
+        })
+        .collect();
+    let mut insert = Insert::new(
+        "job_deps (tenant, job_id, depends_on)",
+        &["text", "text", "text"],
+    );
+    for (job, dep) in &edges {
+        insert.row([tenant.as_str().into(), job.into(), dep.into()]);
+    }
+    insert.execute(conn).await?;
     let events: Vec<(JobId, TimelineEntry)> = jobs
         .iter()
         .map(|j| {
@@ -196,28 +193,28 @@ pub(crate) async fn insert_events(
     tenant: &TenantId,
     events: &[(JobId, TimelineEntry)],
 ) -> StoreResult<()> {
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO job_events (tenant, job_id, at, state, attempt, agent_id, actor, reason_code, error) VALUES {}",
-            values_placeholders(chunk.len(), 9, 1)
-        );
-        let sql = crate::sql::for_backend(conn, sql);
-        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
-        let mut q = sqlx::query(&sql);
-        for ((_, e), id) in chunk.iter().zip(&ids) {
-            q = q
-                .bind(tenant.as_str())
-                .bind(id.as_str())
-                .bind(e.at.as_micros())
-                .bind(e.state.as_str())
-                .bind(e.attempt as i64)
-                .bind(e.agent_id.as_deref())
-                .bind(e.actor.as_deref())
-                .bind(e.reason_code.map(|c| c.as_str()))
-                .bind(e.error.as_deref());
-        }
-        q.execute(&mut *conn).await?;
+    let ids: Vec<String> = events.iter().map(|(id, _)| id.to_string()).collect();
+    let mut insert = Insert::new(
+        "job_events (tenant, job_id, at, state, attempt, agent_id, actor, reason_code, error)",
+        &[
+            "text", "text", "bigint", "text", "bigint", "text", "text", "text", "text",
+        ],
+    )
+    .with_capacity(events.len());
+    for ((_, e), id) in events.iter().zip(&ids) {
+        insert.row([
+            tenant.as_str().into(),
+            id.into(),
+            e.at.as_micros().into(),
+            e.state.as_str().into(),
+            i64::from(e.attempt).into(),
+            e.agent_id.as_deref().into(),
+            e.actor.as_deref().into(),
+            e.reason_code.map(|c| c.as_str()).into(),
+            e.error.as_deref().into(),
+        ]);
     }
+    insert.execute(conn).await?;
     // Every timeline entry is a transition: each goes on the event stream, committed with it.
     let published: Vec<TransitionEvent> = events
         .iter()
@@ -256,31 +253,29 @@ async fn ensure_queues(
     .bind(now.as_micros())
     .execute(&mut *conn)
     .await?;
-    for chunk in seen.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO queues (tenant, name, paused, created_at, updated_at) VALUES {} ON CONFLICT (tenant, name) DO NOTHING RETURNING name",
-            values_placeholders(chunk.len(), 5, 1)
-        );
-        let sql = crate::sql::for_backend(conn, sql);
-        let mut q = sqlx::query(&sql);
-        for name in chunk {
-            q = q
-                .bind(tenant.as_str())
-                .bind(name.as_str())
-                .bind(false)
-                .bind(now.as_micros())
-                .bind(now.as_micros());
-        }
-        let created = q.fetch_all(&mut *conn).await?;
-        let created: Vec<QueueEvent> = created
-            .iter()
-            .map(|r| {
-                let name = row::parse("queues", &row::text(r, "name")?, QueueName::parse)?;
-                Ok(QueueEvent::new(&name, QueueChange::Created, now))
-            })
-            .collect::<StoreResult<_>>()?;
-        outbox::enqueue_events(conn, "queue", &created, now).await?;
+    let mut insert = Insert::new(
+        "queues (tenant, name, paused, created_at, updated_at)",
+        &["text", "text", "boolean", "bigint", "bigint"],
+    )
+    .suffix("ON CONFLICT (tenant, name) DO NOTHING RETURNING name");
+    for name in &seen {
+        insert.row([
+            tenant.as_str().into(),
+            name.as_str().into(),
+            false.into(),
+            now.as_micros().into(),
+            now.as_micros().into(),
+        ]);
     }
+    let created = insert.fetch_all(conn).await?;
+    let created: Vec<QueueEvent> = created
+        .iter()
+        .map(|r| {
+            let name = row::parse("queues", &row::text(r, "name")?, QueueName::parse)?;
+            Ok(QueueEvent::new(&name, QueueChange::Created, now))
+        })
+        .collect::<StoreResult<_>>()?;
+    outbox::enqueue_events(conn, "queue", &created, now).await?;
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use warden_ledger::hash::{Hash, node_hash};
 use warden_ledger::proof;
 use warden_ledger::tree::{CompactRange, NodeId, ids_for_size};
 
-use crate::sql::{ROWS_PER_STATEMENT, values_placeholders};
+use crate::sql::Insert;
 use crate::{Backend, Store, StoreError, StoreResult, row};
 
 /// Interior nodes are stored at the levels that are multiples of this.
@@ -265,22 +265,20 @@ pub(crate) async fn store_nodes(
     tenant: &TenantId,
     nodes: &[(NodeId, Hash)],
 ) -> StoreResult<()> {
-    for chunk in nodes.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO audit_nodes (tenant, level, idx, hash) VALUES {}",
-            values_placeholders(chunk.len(), 4, 1)
-        );
-        let sql = crate::sql::for_backend(conn, sql);
-        let mut q = sqlx::query(&sql);
-        for (id, hash) in chunk {
-            q = q
-                .bind(tenant.as_str())
-                .bind(i64::from(id.level))
-                .bind(id.index as i64)
-                .bind(hash.to_vec());
-        }
-        q.execute(&mut *conn).await?;
+    let mut insert = Insert::new(
+        "audit_nodes (tenant, level, idx, hash)",
+        &["text", "smallint", "bigint", "bytea"],
+    )
+    .with_capacity(nodes.len());
+    for (id, hash) in nodes {
+        insert.row([
+            tenant.as_str().into(),
+            i64::from(id.level).into(),
+            (id.index as i64).into(),
+            hash.as_slice().into(),
+        ]);
     }
+    insert.execute(conn).await?;
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use warden_core::reason::ReasonCode;
 use warden_core::schedule::{Calendar, Cron, Run, Schedule, zone};
 use warden_core::time::Timestamp;
 
-use crate::sql::{ROWS_PER_STATEMENT, values_placeholders};
+use crate::sql::Insert;
 use crate::{Rejection, Store, StoreError, StoreResult, audit, row};
 
 const COLUMNS: &str = "id, cron, timezone, queue, job_type, payload, priority, max_attempts, created_at, next_fire_at, last_fire_at, paused_at";
@@ -577,24 +577,25 @@ impl Store {
         self.enqueue_in_tx(tx, tenant, &new_jobs, &[], now, Some(actor))
             .await?;
         let created: Vec<&Run> = runs.iter().filter(|r| r.created).collect();
-        for chunk in created.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO schedule_runs (tenant, schedule_id, fire_at, job_id, origin, created_at) VALUES {}",
-                values_placeholders(chunk.len(), 6, 1)
-            );
-            let sql = crate::sql::for_backend(tx, sql);
-            let mut q = sqlx::query(&sql);
-            for run in chunk {
-                q = q
-                    .bind(tenant.as_str())
-                    .bind(schedule.id.to_string())
-                    .bind(run.fire_time.as_micros())
-                    .bind(run.job_id.to_string())
-                    .bind(origin)
-                    .bind(now.as_micros());
-            }
-            q.execute(&mut *tx).await?;
+        let ids: Vec<(String, String)> = created
+            .iter()
+            .map(|r| (schedule.id.to_string(), r.job_id.to_string()))
+            .collect();
+        let mut insert = Insert::new(
+            "schedule_runs (tenant, schedule_id, fire_at, job_id, origin, created_at)",
+            &["text", "text", "bigint", "text", "text", "bigint"],
+        );
+        for (run, (schedule_id, job_id)) in created.iter().zip(&ids) {
+            insert.row([
+                tenant.as_str().into(),
+                schedule_id.into(),
+                run.fire_time.as_micros().into(),
+                job_id.into(),
+                origin.into(),
+                now.as_micros().into(),
+            ]);
         }
+        insert.execute(tx).await?;
         Ok(runs)
     }
 }
