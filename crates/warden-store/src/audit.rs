@@ -10,7 +10,7 @@ use warden_core::events::AuditEvent;
 use warden_core::names::{AuditId, TenantId};
 use warden_core::time::Timestamp;
 
-use crate::sql::{Insert, ROWS_PER_STATEMENT, list_placeholders};
+use crate::sql::{Insert, ROWS_PER_STATEMENT, bind_arrays, list_placeholders};
 
 /// A statement with its bound values, under the `Any` driver.
 use crate::{Store, StoreError, StoreResult, ledger, outbox, row};
@@ -198,64 +198,79 @@ pub(crate) async fn append_encoded_in_tx(
     let leaves: Vec<[u8; 32]> = encoded.iter().map(|(_, h)| *h).collect();
     let nodes = ledger::extend(&mut frontier, &leaves);
     ledger::store_nodes(conn, &tenant, &nodes).await?;
-    let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
-    let mut bodies = Insert::new(
-        "audit_entries (tenant, seq, id, created_at, actor, action, target_kind, target_id, outcome, reason_code, operator_ticket, canonical)",
-        &[
-            "text", "bigint", "text", "bigint", "text", "text", "text", "text", "text", "text",
-            "text", "text",
-        ],
-    )
-    .with_capacity(entries.len());
-    let mut leaves = Insert::new(
-        "audit_leaves (tenant, seq, leaf_hash)",
-        &["text", "bigint", "bytea"],
-    )
-    .with_capacity(entries.len());
-    for ((e, (canonical, hash)), id) in entries.iter().zip(&encoded).zip(&ids) {
-        bodies.row([
-            e.tenant.as_str().into(),
-            (e.seq as i64).into(),
-            id.into(),
-            e.created_at.as_micros().into(),
-            e.actor.as_str().into(),
-            e.action.as_str().into(),
-            e.target_kind.as_deref().into(),
-            e.target_id.as_deref().into(),
-            e.outcome.as_str().into(),
-            e.reason_code.map(|c| c.as_str()).into(),
-            e.operator_ticket.as_deref().into(),
-            canonical.into(),
-        ]);
-        leaves.row([
-            e.tenant.as_str().into(),
-            (e.seq as i64).into(),
-            hash.as_slice().into(),
-        ]);
-    }
-    if conn.backend_name() == "SQLite" {
-        bodies.execute(conn).await?;
-        leaves.execute(conn).await?;
-        ledger::store_frontier(conn, &tenant, &frontier).await?;
-    } else {
-        // On PostgreSQL the entries, their leaves and the head's update are one statement
-        // (data-modifying CTEs): a single audited action makes one round trip for its
-        // entry, as it would without the ledger.
-        let (bodies_sql, bodies_arrays) = bodies.unnest(1);
-        let (leaves_sql, leaves_arrays) = leaves.unnest(13);
-        let sql = format!(
-            "WITH e AS ({bodies_sql}), l AS ({leaves_sql}) \
-             UPDATE audit_heads SET next_seq = $16, frontier = $17 WHERE tenant = $18"
-        );
-        let mut q = sqlx::query(&sql);
-        for a in bodies_arrays.iter().chain(&leaves_arrays) {
-            q = q.bind(a.as_str());
+    // Chunk by chunk, so a large append holds one statement's worth of bound text. On
+    // PostgreSQL each chunk's entries and leaves are one statement (data-modifying CTEs),
+    // the last one with the head's update: a single audited action makes one round trip
+    // for its entry, as it would without the ledger.
+    let sqlite = conn.backend_name() == "SQLite";
+    let chunks = entries.len().div_ceil(ROWS_PER_STATEMENT);
+    for (i, (chunk_entries, chunk_encoded)) in entries
+        .chunks(ROWS_PER_STATEMENT)
+        .zip(encoded.chunks(ROWS_PER_STATEMENT))
+        .enumerate()
+    {
+        let ids: Vec<String> = chunk_entries.iter().map(|e| e.id.to_string()).collect();
+        let mut bodies = Insert::new(
+            "audit_entries (tenant, seq, id, created_at, actor, action, target_kind, target_id, outcome, reason_code, operator_ticket, canonical)",
+            &[
+                "text", "bigint", "text", "bigint", "text", "text", "text", "text", "text",
+                "text", "text", "text",
+            ],
+        )
+        .with_capacity(chunk_entries.len());
+        let mut leaves = Insert::new(
+            "audit_leaves (tenant, seq, leaf_hash)",
+            &["text", "bigint", "bytea"],
+        )
+        .with_capacity(chunk_entries.len());
+        for ((e, (canonical, hash)), id) in chunk_entries.iter().zip(chunk_encoded).zip(&ids) {
+            bodies.row([
+                e.tenant.as_str().into(),
+                (e.seq as i64).into(),
+                id.into(),
+                e.created_at.as_micros().into(),
+                e.actor.as_str().into(),
+                e.action.as_str().into(),
+                e.target_kind.as_deref().into(),
+                e.target_id.as_deref().into(),
+                e.outcome.as_str().into(),
+                e.reason_code.map(|c| c.as_str()).into(),
+                e.operator_ticket.as_deref().into(),
+                canonical.into(),
+            ]);
+            leaves.row([
+                e.tenant.as_str().into(),
+                (e.seq as i64).into(),
+                hash.as_slice().into(),
+            ]);
         }
-        q.bind(frontier.size() as i64)
-            .bind(ledger::frontier_bytes(&frontier))
-            .bind(tenant.as_str())
-            .execute(&mut *conn)
-            .await?;
+        if sqlite {
+            bodies.execute(conn).await?;
+            leaves.execute(conn).await?;
+            continue;
+        }
+        let (bodies_sql, leaves_sql) = (bodies.unnest_sql(1), leaves.unnest_sql(13));
+        let arrays: Vec<String> = bodies.arrays().into_iter().chain(leaves.arrays()).collect();
+        if i + 1 == chunks {
+            let sql = format!(
+                "WITH e AS ({bodies_sql}), l AS ({leaves_sql}) \
+                 UPDATE audit_heads SET next_seq = $16, frontier = $17 WHERE tenant = $18"
+            );
+            bind_arrays(sqlx::query(&sql), &arrays)
+                .bind(frontier.size() as i64)
+                .bind(ledger::frontier_bytes(&frontier))
+                .bind(tenant.as_str())
+                .execute(&mut *conn)
+                .await?;
+        } else {
+            let sql = format!("WITH e AS ({bodies_sql}) {leaves_sql}");
+            bind_arrays(sqlx::query(&sql), &arrays)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    if sqlite {
+        ledger::store_frontier(conn, &tenant, &frontier).await?;
     }
     count_in_tx(conn, &entries).await?;
     let events: Vec<AuditEvent> = entries.iter().map(AuditEvent::from_entry).collect();

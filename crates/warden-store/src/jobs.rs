@@ -115,43 +115,45 @@ async fn insert_jobs(
     jobs: &[Job],
     actor: Option<&str>,
 ) -> StoreResult<()> {
-    // The texts each row needs made are made once and bound borrowed.
-    let texts: Vec<[Option<String>; 5]> = jobs
-        .iter()
-        .map(|j| {
-            [
-                Some(j.id.to_string()),
-                Some(j.payload.to_string()),
-                Some(serde_json::to_string(&j.depends_on).expect("ids serialize")),
-                j.replay_of.map(|r| r.to_string()),
-                j.result.as_ref().map(|r| r.to_string()),
-            ]
-        })
-        .collect();
-    let mut insert = Insert::new(JOBS_INTO, &JOB_TYPES).with_capacity(jobs.len());
-    for (j, [id, payload, deps, replay_of, result]) in jobs.iter().zip(&texts) {
-        insert.row([
-            tenant.as_str().into(),
-            id.as_deref().into(),
-            j.queue.as_str().into(),
-            j.job_type.as_str().into(),
-            payload.as_deref().into(),
-            i64::from(j.priority).into(),
-            j.state.as_str().into(),
-            i64::from(j.attempt).into(),
-            i64::from(j.max_attempts).into(),
-            j.run_at.as_micros().into(),
-            j.created_at.as_micros().into(),
-            j.updated_at.as_micros().into(),
-            deps.as_deref().into(),
-            j.idempotency_key.as_deref().into(),
-            replay_of.as_deref().into(),
-            j.reason_code.map(|c| c.as_str()).into(),
-            j.last_error.as_deref().into(),
-            result.as_deref().into(),
-        ]);
+    for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+        // The texts each row needs made are made once and bound borrowed.
+        let texts: Vec<[Option<String>; 5]> = chunk
+            .iter()
+            .map(|j| {
+                [
+                    Some(j.id.to_string()),
+                    Some(j.payload.to_string()),
+                    Some(serde_json::to_string(&j.depends_on).expect("ids serialize")),
+                    j.replay_of.map(|r| r.to_string()),
+                    j.result.as_ref().map(|r| r.to_string()),
+                ]
+            })
+            .collect();
+        let mut insert = Insert::new(JOBS_INTO, &JOB_TYPES).with_capacity(chunk.len());
+        for (j, [id, payload, deps, replay_of, result]) in chunk.iter().zip(&texts) {
+            insert.row([
+                tenant.as_str().into(),
+                id.as_deref().into(),
+                j.queue.as_str().into(),
+                j.job_type.as_str().into(),
+                payload.as_deref().into(),
+                i64::from(j.priority).into(),
+                j.state.as_str().into(),
+                i64::from(j.attempt).into(),
+                i64::from(j.max_attempts).into(),
+                j.run_at.as_micros().into(),
+                j.created_at.as_micros().into(),
+                j.updated_at.as_micros().into(),
+                deps.as_deref().into(),
+                j.idempotency_key.as_deref().into(),
+                replay_of.as_deref().into(),
+                j.reason_code.map(|c| c.as_str()).into(),
+                j.last_error.as_deref().into(),
+                result.as_deref().into(),
+            ]);
+        }
+        insert.execute(conn).await?;
     }
-    insert.execute(conn).await?;
     let edges: Vec<(String, String)> = jobs
         .iter()
         .flat_map(|j| {
@@ -193,28 +195,30 @@ pub(crate) async fn insert_events(
     tenant: &TenantId,
     events: &[(JobId, TimelineEntry)],
 ) -> StoreResult<()> {
-    let ids: Vec<String> = events.iter().map(|(id, _)| id.to_string()).collect();
-    let mut insert = Insert::new(
-        "job_events (tenant, job_id, at, state, attempt, agent_id, actor, reason_code, error)",
-        &[
-            "text", "text", "bigint", "text", "bigint", "text", "text", "text", "text",
-        ],
-    )
-    .with_capacity(events.len());
-    for ((_, e), id) in events.iter().zip(&ids) {
-        insert.row([
-            tenant.as_str().into(),
-            id.into(),
-            e.at.as_micros().into(),
-            e.state.as_str().into(),
-            i64::from(e.attempt).into(),
-            e.agent_id.as_deref().into(),
-            e.actor.as_deref().into(),
-            e.reason_code.map(|c| c.as_str()).into(),
-            e.error.as_deref().into(),
-        ]);
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
+        let mut insert = Insert::new(
+            "job_events (tenant, job_id, at, state, attempt, agent_id, actor, reason_code, error)",
+            &[
+                "text", "text", "bigint", "text", "bigint", "text", "text", "text", "text",
+            ],
+        )
+        .with_capacity(chunk.len());
+        for ((_, e), id) in chunk.iter().zip(&ids) {
+            insert.row([
+                tenant.as_str().into(),
+                id.into(),
+                e.at.as_micros().into(),
+                e.state.as_str().into(),
+                i64::from(e.attempt).into(),
+                e.agent_id.as_deref().into(),
+                e.actor.as_deref().into(),
+                e.reason_code.map(|c| c.as_str()).into(),
+                e.error.as_deref().into(),
+            ]);
+        }
+        insert.execute(conn).await?;
     }
-    insert.execute(conn).await?;
     // Every timeline entry is a transition: each goes on the event stream, committed with it.
     let published: Vec<TransitionEvent> = events
         .iter()

@@ -75,20 +75,24 @@ impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
     }
 }
 
-/// A multi-row `INSERT`, built row by row and run in the shape each backend runs fastest.
+/// A multi-row `INSERT`, built row by row and run in the shape each backend runs fastest,
+/// in statements of at most [`ROWS_PER_STATEMENT`] rows.
 ///
-/// - SQLite: `INSERT INTO t (…) VALUES (?, …), …` in statements of [`ROWS_PER_STATEMENT`]
-///   rows (anonymous placeholders, see [`for_backend`]).
-/// - PostgreSQL: one statement whatever the row count,
-///   `INSERT INTO t (…) SELECT * FROM unnest($1::text::T1[], …)`, each column bound as one
-///   array literal. A 500-row `VALUES` list is 9,000 parameters that PostgreSQL binds,
-///   plans and evaluates one expression at a time, and a new statement text for every row
-///   count; the arrays are one parameter per column and one statement text. Measured on
-///   the `jobs` table (500 rows of 18 columns, committed): 19.5 ms with `VALUES`, 14.1 ms
-///   with `unnest` (docs/BENCHMARKS.md, "Session of 2026-12-07, third").
+/// - SQLite: `INSERT INTO t (…) VALUES (?, …), …` (anonymous placeholders, see
+///   [`for_backend`]).
+/// - PostgreSQL: `INSERT INTO t (…) SELECT * FROM unnest($1::text::T1[], …)`, each column
+///   bound as one array literal. A 500-row `VALUES` list is 9,000 parameters that
+///   PostgreSQL binds, plans and evaluates one expression at a time, and a new statement
+///   text for every row count; the arrays are one parameter per column and one statement
+///   text whatever the count. Measured on the `jobs` table (500 rows of 18 columns,
+///   committed): 19.5 ms with `VALUES`, 14.1 ms with `unnest`. One statement for a whole
+///   10,000-job batch was tried and not kept: its multi-megabyte literals stayed in
+///   glibc's arenas and raised the server's RSS by some 40 MiB (docs/BENCHMARKS.md).
 ///
 /// The `sqlx` `Any` driver binds no arrays, hence text literals cast by the server
 /// (`array_in`, then each element's input function): exact for every type used here.
+/// Callers with large inputs build one `Insert` per chunk of [`ROWS_PER_STATEMENT`] rows,
+/// so the per-row texts they make are not all alive at once.
 #[derive(Debug)]
 pub(crate) struct Insert<'a> {
     into: &'static str,
@@ -126,15 +130,10 @@ impl<'a> Insert<'a> {
         self.values.extend(row);
     }
 
-    pub(crate) fn rows(&self) -> usize {
-        self.values.len() / self.types.len()
-    }
-
-    /// The PostgreSQL statement with its column arrays numbered from `$first`, and the
-    /// array literals to bind in that order; for composing into a larger statement (a
-    /// data-modifying CTE).
-    pub(crate) fn unnest(&self, first: usize) -> (String, Vec<String>) {
-        let cols = self.types.len();
+    /// The PostgreSQL statement, its column arrays numbered from `$first`: the same text
+    /// for any number of rows, so it is prepared once per connection. For composing into a
+    /// larger statement (a data-modifying CTE) with [`Insert::arrays`].
+    pub(crate) fn unnest_sql(&self, first: usize) -> String {
         let casts = self
             .types
             .iter()
@@ -142,16 +141,26 @@ impl<'a> Insert<'a> {
             .map(|(i, t)| format!("${}::text::{t}[]", first + i))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!(
-            "INSERT INTO {} SELECT * FROM unnest({casts}){}{}",
-            self.into,
-            if self.suffix.is_empty() { "" } else { " " },
-            self.suffix
-        );
+        let mut sql = format!("INSERT INTO {} SELECT * FROM unnest({casts})", self.into);
+        if !self.suffix.is_empty() {
+            sql.push(' ');
+            sql.push_str(self.suffix);
+        }
+        sql
+    }
+
+    /// The array literals of all rows, one per column, to bind for [`Insert::unnest_sql`].
+    pub(crate) fn arrays(&self) -> Vec<String> {
+        self.arrays_of(&self.values)
+    }
+
+    fn arrays_of(&self, values: &[Value<'_>]) -> Vec<String> {
+        let cols = self.types.len();
+        let rows = values.len() / cols;
         let mut arrays: Vec<String> = (0..cols)
-            .map(|_| String::with_capacity(2 + self.rows() * 8))
+            .map(|_| String::with_capacity(2 + rows * 8))
             .collect();
-        for (i, v) in self.values.iter().enumerate() {
+        for (i, v) in values.iter().enumerate() {
             let a = &mut arrays[i % cols];
             a.push(if a.is_empty() { '{' } else { ',' });
             push_array_element(a, *v);
@@ -162,28 +171,46 @@ impl<'a> Insert<'a> {
             }
             a.push('}');
         }
-        (sql, arrays)
+        arrays
+    }
+
+    /// SQLite's statement for `rows` rows.
+    fn values_sql(&self, rows: usize) -> String {
+        let mut sql = format!(
+            "INSERT INTO {} VALUES {}",
+            self.into,
+            values_placeholders(rows, self.types.len(), 1)
+        );
+        if !self.suffix.is_empty() {
+            sql.push(' ');
+            sql.push_str(self.suffix);
+        }
+        positional(&sql).unwrap_or(sql)
+    }
+
+    /// The rows in statements of at most [`ROWS_PER_STATEMENT`]: each statement's values
+    /// (and, on PostgreSQL, its arrays) are built when it runs, so a large batch never
+    /// holds more than one statement's worth of bound text.
+    fn statement_rows(&self) -> std::slice::Chunks<'_, Value<'a>> {
+        self.values.chunks(ROWS_PER_STATEMENT * self.types.len())
     }
 
     /// Run the insert; the rows it affected.
     pub(crate) async fn execute(&self, conn: &mut sqlx::AnyConnection) -> sqlx::Result<u64> {
         let mut affected = 0;
-        if self.values.is_empty() {
-            return Ok(0);
-        }
-        if conn.backend_name() != "SQLite" {
-            let (sql, arrays) = self.unnest(1);
-            let mut q = sqlx::query(&sql);
-            for a in &arrays {
-                q = q.bind(a.as_str());
+        if conn.backend_name() == "SQLite" {
+            for rows in self.statement_rows() {
+                let sql = self.values_sql(rows.len() / self.types.len());
+                let q = bind_values(sqlx::query(&sql), rows);
+                affected += q.execute(&mut *conn).await?.rows_affected();
             }
-            return Ok(q.execute(&mut *conn).await?.rows_affected());
-        }
-        for (sql, values) in self.sqlite_statements() {
-            affected += bind_values(sqlx::query(&sql), values)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
+        } else {
+            let sql = self.unnest_sql(1);
+            for rows in self.statement_rows() {
+                let arrays = self.arrays_of(rows);
+                let q = bind_arrays(sqlx::query(&sql), &arrays);
+                affected += q.execute(&mut *conn).await?.rows_affected();
+            }
         }
         Ok(affected)
     }
@@ -193,49 +220,40 @@ impl<'a> Insert<'a> {
         &self,
         conn: &mut sqlx::AnyConnection,
     ) -> sqlx::Result<Vec<sqlx::any::AnyRow>> {
-        if self.values.is_empty() {
-            return Ok(Vec::new());
-        }
-        if conn.backend_name() != "SQLite" {
-            let (sql, arrays) = self.unnest(1);
-            let mut q = sqlx::query(&sql);
-            for a in &arrays {
-                q = q.bind(a.as_str());
-            }
-            return q.fetch_all(&mut *conn).await;
-        }
         let mut out = Vec::new();
-        for (sql, values) in self.sqlite_statements() {
-            out.extend(
-                bind_values(sqlx::query(&sql), values)
-                    .fetch_all(&mut *conn)
-                    .await?,
-            );
+        if conn.backend_name() == "SQLite" {
+            for rows in self.statement_rows() {
+                let sql = self.values_sql(rows.len() / self.types.len());
+                out.extend(
+                    bind_values(sqlx::query(&sql), rows)
+                        .fetch_all(&mut *conn)
+                        .await?,
+                );
+            }
+        } else {
+            let sql = self.unnest_sql(1);
+            for rows in self.statement_rows() {
+                let arrays = self.arrays_of(rows);
+                out.extend(
+                    bind_arrays(sqlx::query(&sql), &arrays)
+                        .fetch_all(&mut *conn)
+                        .await?,
+                );
+            }
         }
         Ok(out)
     }
-
-    /// SQLite's statements: the text and the values of each chunk of rows.
-    fn sqlite_statements(&self) -> impl Iterator<Item = (String, &[Value<'a>])> {
-        let cols = self.types.len();
-        self.values
-            .chunks(ROWS_PER_STATEMENT * cols)
-            .map(move |chunk| {
-                let mut sql = format!(
-                    "INSERT INTO {} VALUES {}",
-                    self.into,
-                    values_placeholders(chunk.len() / cols, cols, 1)
-                );
-                if !self.suffix.is_empty() {
-                    sql.push(' ');
-                    sql.push_str(self.suffix);
-                }
-                (positional(&sql).unwrap_or(sql), chunk)
-            })
-    }
 }
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Bind PostgreSQL array literals, in order.
+pub(crate) fn bind_arrays<'q>(mut q: AnyQuery<'q>, arrays: &'q [String]) -> AnyQuery<'q> {
+    for a in arrays {
+        q = q.bind(a.as_str());
+    }
+    q
+}
 
 fn bind_values<'q>(mut q: AnyQuery<'q>, values: &'q [Value<'q>]) -> AnyQuery<'q> {
     for v in values {
@@ -463,8 +481,7 @@ mod tests {
             Value::Null,
             Value::Bool(false),
         ]);
-        assert_eq!(insert.rows(), 2);
-        let (sql, arrays) = insert.unnest(3);
+        let (sql, arrays) = (insert.unnest_sql(3), insert.arrays());
         assert_eq!(
             sql,
             "INSERT INTO t (a, b, c, d) SELECT * FROM unnest($3::text::text[], \
@@ -482,17 +499,17 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_rows_go_in_statements_of_at_most_500() {
+    fn rows_go_in_statements_of_at_most_500() {
         use super::{Insert, Value};
         let mut insert = Insert::new("t (a, b)", &["bigint", "text"]);
         for i in 0..1_001 {
             insert.row([Value::Int(i), Value::Null]);
         }
-        let statements: Vec<_> = insert.sqlite_statements().collect();
+        let statements: Vec<_> = insert.statement_rows().collect();
         assert_eq!(statements.len(), 3);
-        assert_eq!(statements[0].1.len(), 1_000, "500 rows of 2 values");
-        assert_eq!(statements[2].1.len(), 2);
-        assert_eq!(statements[2].0, "INSERT INTO t (a, b) VALUES (?, ?)");
+        assert_eq!(statements[0].len(), 1_000, "500 rows of 2 values");
+        assert_eq!(statements[2].len(), 2);
+        assert_eq!(insert.values_sql(1), "INSERT INTO t (a, b) VALUES (?, ?)");
     }
 
     #[test]
