@@ -12,7 +12,10 @@
 //! - `ledger`: the replica with the ledger — leaf hash, `audit_leaves` insert, frontier
 //!   read (`FOR UPDATE` on PostgreSQL) and update, `audit_nodes` inserts. It must time like
 //!   `store` (the check that the replica is faithful), and the tree it writes must give
-//!   proofs that verify (checked at the end through the real store);
+//!   proofs that verify (checked at the end through the real store). Since `09aefa4` the
+//!   store writes PostgreSQL rows as `unnest` arrays (`sql::Insert`) while the replicas
+//!   keep `VALUES` lists: on PostgreSQL `store` may now time faster than `ledger`, and
+//!   the ledger's cost is what the replicas measure against each other;
 //! - `leaves`: the replica as it was before the tree (commit `996451d^`): leaf hash and
 //!   `audit_leaves`, `seq` from `UPDATE … RETURNING`, no frontier, no nodes;
 //! - `none`: no ledger at all: neither leaves nor tree, `seq` from `UPDATE … RETURNING`.
