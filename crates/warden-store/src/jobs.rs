@@ -657,15 +657,16 @@ impl Store {
                 result: None,
                 timeline: None,
             };
-            outcomes[i] = Some(Enqueued {
-                job: job.clone(),
-                created: true,
-            });
             new_jobs.push(job);
         }
         let queues: Vec<&QueueName> = new_jobs.iter().map(|j| &j.queue).collect();
         ensure_queues(tx, tenant, &queues, now).await?;
         insert_jobs(tx, tenant, &new_jobs, actor).await?;
+        // The inserted jobs themselves become the outcomes: a copy of every job (and its
+        // payload) was the largest allocation a 10,000-job batch made after its own body.
+        for (&i, job) in fresh.iter().zip(new_jobs) {
+            outcomes[i] = Some(Enqueued { job, created: true });
+        }
         Ok(outcomes
             .into_iter()
             .map(|o| o.expect("every job resolved"))
