@@ -236,9 +236,16 @@ pub async fn enqueue_batch(
     let mut jobs: Vec<NewJob> = jobs.into_iter().map(|j| j.expect("no errors")).collect();
     apply_queue_defaults(&state, &caller, &mut jobs, &explicit).await?;
     let done = state.store.enqueue(&caller.tenant, jobs).await?;
+    /// The batch's answer, serialized straight from the ids (a `serde_json::Value` would
+    /// hold a `String` per job first).
+    #[derive(serde::Serialize)]
+    struct Created {
+        ids: Vec<JobId>,
+    }
     let ids: Vec<JobId> = done.iter().map(|e| e.job.id).collect();
+    drop(done);
     state.wake_workers();
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "ids": ids }))).into_response())
+    Ok((StatusCode::CREATED, Json(Created { ids })).into_response())
 }
 
 fn job_filter(q: &QueryParams) -> ApiResult<JobFilter> {
