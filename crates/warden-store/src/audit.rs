@@ -10,7 +10,7 @@ use warden_core::events::AuditEvent;
 use warden_core::names::{AuditId, TenantId};
 use warden_core::time::Timestamp;
 
-use crate::sql::{Insert, ROWS_PER_STATEMENT, bind_arrays, list_placeholders};
+use crate::sql::{Insert, ROWS_PER_STATEMENT, list_placeholders};
 
 /// A statement with its bound values, under the `Any` driver.
 use crate::{Store, StoreError, StoreResult, ledger, outbox, row};
@@ -249,25 +249,28 @@ pub(crate) async fn append_encoded_in_tx(
             leaves.execute(conn).await?;
             continue;
         }
-        let (bodies_sql, leaves_sql) = (bodies.unnest_sql(1), leaves.unnest_sql(13));
-        let arrays: Vec<String> = bodies.arrays().into_iter().chain(leaves.arrays()).collect();
-        if i + 1 == chunks {
-            let sql = format!(
+        let (bodies_sql, leaves_sql) = (bodies.pg_sql(1), leaves.pg_sql(13));
+        let (bodies_arrays, leaves_arrays) = (bodies.pg_arrays(), leaves.pg_arrays());
+        let last = i + 1 == chunks;
+        let sql = if last {
+            format!(
                 "WITH e AS ({bodies_sql}), l AS ({leaves_sql}) \
                  UPDATE audit_heads SET next_seq = $16, frontier = $17 WHERE tenant = $18"
-            );
-            bind_arrays(sqlx::query(&sql), &arrays)
+            )
+        } else {
+            format!("WITH e AS ({bodies_sql}) {leaves_sql}")
+        };
+        let mut q = leaves.bind_pg(
+            bodies.bind_pg(sqlx::query(&sql), &bodies_arrays),
+            &leaves_arrays,
+        );
+        if last {
+            q = q
                 .bind(frontier.size() as i64)
                 .bind(ledger::frontier_bytes(&frontier))
-                .bind(tenant.as_str())
-                .execute(&mut *conn)
-                .await?;
-        } else {
-            let sql = format!("WITH e AS ({bodies_sql}) {leaves_sql}");
-            bind_arrays(sqlx::query(&sql), &arrays)
-                .execute(&mut *conn)
-                .await?;
+                .bind(tenant.as_str());
         }
+        q.execute(&mut *conn).await?;
     }
     if sqlite {
         ledger::store_frontier(conn, &tenant, &frontier).await?;

@@ -1394,6 +1394,17 @@ async fn awkward_texts_round_trip_through_bulk_inserts_and_the_ledger() {
                 .unwrap_or_else(|| panic!("[{b:?}] entry {} listed", e.seq));
             assert_eq!(&s.entry, e, "[{b:?}] entry verbatim");
         }
+        // One row at a time takes another shape on PostgreSQL (plain parameters).
+        for text in AWKWARD {
+            let nj = new_job("q", "t", serde_json::json!({ "single": text }));
+            let got = enqueue_one(&store, &t, nj.clone()).await;
+            assert_eq!(job(&store, &t, got.id).await.payload, nj.payload, "[{b:?}]");
+            let mut d = draft(&t, "queue.resume");
+            d.operator_reason = Some(text.to_owned());
+            let e = store.append_audit(d).await.unwrap();
+            let listed = all_entries(&store, &t, &AuditFilter::default()).await;
+            assert_eq!(listed[0].entry, e, "[{b:?}] single entry verbatim");
+        }
         // Bodies hash to their stored leaves, and the leaves to the root.
         let (c, _) = store
             .cut_checkpoint(&t, |size, root| format!("{size} {root:?}"))
