@@ -80,8 +80,8 @@ impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
 ///
 /// - SQLite: `INSERT INTO t (…) VALUES (?, …), …` (anonymous placeholders, see
 ///   [`for_backend`]).
-/// - PostgreSQL: `INSERT INTO t (…) SELECT * FROM unnest($1::text::T1[], …)`, each column
-///   bound as one array literal. A 500-row `VALUES` list is 9,000 parameters that
+/// - PostgreSQL, several rows: `INSERT INTO t (…) SELECT * FROM unnest($1::text::T1[], …)`,
+///   each column bound as one array literal (a single row: `VALUES ($1, …)`). A 500-row `VALUES` list is 9,000 parameters that
 ///   PostgreSQL binds, plans and evaluates one expression at a time, and a new statement
 ///   text for every row count; the arrays are one parameter per column and one statement
 ///   text whatever the count. Measured on the `jobs` table (500 rows of 18 columns,
