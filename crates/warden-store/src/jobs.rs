@@ -1048,3 +1048,20 @@ pub struct ReplayChunk {
     ids: Vec<JobId>,
     found: HashMap<JobId, Job>,
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_insert_columns_are_the_selected_columns_with_the_tenant() {
+        assert_eq!(
+            super::JOBS_INTO,
+            format!("jobs (tenant, {})", super::JOB_COLUMNS),
+            "JOBS_INTO repeats JOB_COLUMNS (const strings cannot be concatenated)"
+        );
+        assert_eq!(
+            super::JOB_TYPES.len(),
+            super::JOBS_INTO.matches(',').count() + 1,
+            "one PostgreSQL type per column"
+        );
+    }
+}
