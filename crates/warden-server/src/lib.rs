@@ -27,6 +27,7 @@ pub mod openapi;
 pub mod pipeline;
 pub mod request_id;
 pub mod routes;
+pub mod waiters;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -37,7 +38,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
-use warden_core::names::TenantId;
+use warden_core::names::{JobType, QueueName, TenantId};
 use warden_core::scopes::TicketPattern;
 use warden_core::time::Timestamp;
 use warden_store::{Store, StoreError};
@@ -96,9 +97,9 @@ pub struct StateInner {
     /// Where the outbox relay publishes (the in-process bus first); see
     /// [`AppState::add_transport`].
     transports: std::sync::RwLock<Vec<std::sync::Arc<dyn events::EventTransport>>>,
-    /// Poked after a commit that may have made jobs leasable; long-polls wait on it. Poke
-    /// it through [`AppState::wake_workers`], which also tells the other nodes.
-    pub work_available: tokio::sync::Notify,
+    /// This node's waiting long-polls. Wake them through [`AppState::wake_workers`] or
+    /// [`AppState::wake_workers_for`], which also tell the other nodes.
+    pub waiters: waiters::Waiters,
     /// This process's id among the nodes sharing a PostgreSQL database.
     pub node_id: String,
     /// Whether this node runs the periodic loops (see `warden_store::cluster`).
@@ -139,7 +140,7 @@ impl AppState {
                 events.clone(),
             ))]),
             events,
-            work_available: tokio::sync::Notify::new(),
+            waiters: waiters::Waiters::default(),
             node_id: uuid::Uuid::now_v7().to_string(),
             leader: std::sync::atomic::AtomicBool::new(false),
             announce: tokio::sync::Notify::new(),
@@ -171,10 +172,33 @@ impl AppState {
             > 0
     }
 
-    /// Jobs may have become leasable: wake this node's long-polls now, and the other
-    /// nodes' through one `NOTIFY` (PostgreSQL; bursts coalesce into one).
-    pub fn wake_workers(&self) {
-        self.work_available.notify_waiters();
+    /// Jobs may have become leasable (in `tenant`, when known), which ones is not known:
+    /// wake all of this node's long-polls (of that tenant) now, and the other nodes'
+    /// through one `NOTIFY` (PostgreSQL; bursts coalesce into one).
+    pub fn wake_workers(&self, tenant: Option<&TenantId>) {
+        self.waiters.wake_all(tenant);
+        self.announce.notify_one();
+    }
+
+    /// Jobs of these (queue, type)s became leasable in `tenant`, one pair per job: wake
+    /// as many of this node's long-polls as could take them (see [`waiters`]), and the
+    /// other nodes as [`AppState::wake_workers`] does.
+    pub fn wake_workers_for<'a>(
+        &self,
+        tenant: &TenantId,
+        jobs: impl IntoIterator<Item = (&'a QueueName, &'a JobType)>,
+    ) {
+        let mut counts: std::collections::HashMap<(&QueueName, &JobType), u64> =
+            std::collections::HashMap::new();
+        for job in jobs {
+            *counts.entry(job).or_default() += 1;
+        }
+        if counts.is_empty() {
+            return;
+        }
+        for ((queue, job_type), n) in counts {
+            self.waiters.wake_for(tenant, queue, job_type, n);
+        }
         self.announce.notify_one();
     }
 
@@ -557,12 +581,12 @@ async fn listen_for_work(state: AppState, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             r = listener.recv() => match r {
-                Ok(()) => state.work_available.notify_waiters(),
+                Ok(()) => state.waiters.wake_all(None),
                 Err(e) => {
                     tracing::warn!(error = %e, "lost the LISTEN connection; reconnecting");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     // Wake-ups may have been missed meanwhile: let waiters look once.
-                    state.work_available.notify_waiters();
+                    state.waiters.wake_all(None);
                 }
             },
             _ = stop.changed() => break,
@@ -605,7 +629,7 @@ async fn sweep_jobs(state: &AppState) {
         tracing::info!(recovered, "expired leases returned");
     }
     if recovered + promoted > 0 {
-        state.wake_workers();
+        state.wake_workers(None);
     }
     if let Err(e) = state.store.prune_queue_stats().await {
         tracing::warn!(error = %e, "could not prune queue statistics; will retry");
@@ -682,7 +706,7 @@ async fn fire_schedules(state: &AppState) {
                 state
                     .metrics
                     .add("warden_schedule_runs_total", Vec::new(), r.created as u64);
-                state.wake_workers();
+                state.wake_workers(None);
             }
             if r.skipped > 0 {
                 state.metrics.add(

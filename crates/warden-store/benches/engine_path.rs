@@ -7,6 +7,7 @@
 //! cargo bench -p warden-store --bench engine_path                       # both backends, 3 runs
 //! WARDEN_BENCH_ONLY=sqlite WARDEN_BENCH_RUNS=5 WARDEN_BENCH_JOBS=50000 cargo bench -p warden-store --bench engine_path
 //! WARDEN_BENCH_ANALYZE=1 cargo bench -p warden-store --bench engine_path   # with planner statistics
+//! WARDEN_BENCH_SETUP_SQL='DROP INDEX jobs_by_type' cargo bench -p warden-store --bench engine_path
 //! ```
 //!
 //! By default the leases start right after the bulk enqueue, before PostgreSQL has
@@ -36,6 +37,13 @@ fn env_num(name: &str, default: usize) -> usize {
 /// Microseconds per job of (enqueue, lease, finish) for one fresh store.
 async fn run(db: &TestDb, jobs: usize) -> R<[f64; 3]> {
     let store = db.open().await;
+    // Schema experiments without a rebuild: statements (`;`-separated) run after the
+    // migrations, e.g. `DROP INDEX jobs_by_type`.
+    if let Ok(setup) = std::env::var("WARDEN_BENCH_SETUP_SQL") {
+        for stmt in setup.split(';').filter(|s| !s.trim().is_empty()) {
+            store.execute_raw(stmt).await?;
+        }
+    }
     let t = TenantId::parse("acme")?;
     let queue = QueueName::parse("bench")?;
     let new: Vec<NewJob> = (0..jobs).map(|i| bench_job("bench", "noop", i)).collect();

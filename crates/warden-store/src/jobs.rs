@@ -16,7 +16,7 @@ use warden_core::reason::ReasonCode;
 use warden_core::time::Timestamp;
 
 use crate::sql::{Insert, ROWS_PER_STATEMENT, list_placeholders};
-use crate::{Rejection, Store, StoreError, StoreResult, audit, outbox, row};
+use crate::{KnownQueues, Rejection, Store, StoreError, StoreResult, audit, outbox, row};
 
 /// Filters of `GET /api/v1/jobs` and of bulk replay.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -236,7 +236,11 @@ pub(crate) async fn insert_events(
     Ok(())
 }
 
+/// Create the queues (and their tenant) that do not exist yet. Queues and tenants are
+/// never deleted, so a queue seen to exist once is remembered ([`KnownQueues`]) and an
+/// enqueue into known queues spends no statement on them.
 async fn ensure_queues(
+    known: &KnownQueues,
     conn: &mut AnyConnection,
     tenant: &TenantId,
     queues: &[&QueueName],
@@ -245,7 +249,7 @@ async fn ensure_queues(
     let mut seen: Vec<&QueueName> = queues.to_vec();
     seen.sort();
     seen.dedup();
-    if seen.is_empty() {
+    if known.all_known(tenant, &seen) {
         return Ok(());
     }
     // Queues reference their tenant, which need not have a row yet (a tenant comes into
@@ -272,13 +276,20 @@ async fn ensure_queues(
         ]);
     }
     let created = insert.fetch_all(conn).await?;
+    let created: Vec<QueueName> = created
+        .iter()
+        .map(|r| row::parse("queues", &row::text(r, "name")?, QueueName::parse))
+        .collect::<StoreResult<_>>()?;
+    // Those not created here existed before this transaction began: committed, so safe
+    // to remember. Those created here are remembered by a later enqueue, once committed.
+    known.learn(
+        tenant,
+        seen.iter().filter(|q| !created.contains(q)).copied(),
+    );
     let created: Vec<QueueEvent> = created
         .iter()
-        .map(|r| {
-            let name = row::parse("queues", &row::text(r, "name")?, QueueName::parse)?;
-            Ok(QueueEvent::new(&name, QueueChange::Created, now))
-        })
-        .collect::<StoreResult<_>>()?;
+        .map(|name| QueueEvent::new(name, QueueChange::Created, now))
+        .collect();
     outbox::enqueue_events(conn, "queue", &created, now).await?;
     Ok(())
 }
@@ -660,7 +671,7 @@ impl Store {
             new_jobs.push(job);
         }
         let queues: Vec<&QueueName> = new_jobs.iter().map(|j| &j.queue).collect();
-        ensure_queues(tx, tenant, &queues, now).await?;
+        ensure_queues(&self.inner.known_queues, tx, tenant, &queues, now).await?;
         insert_jobs(tx, tenant, &new_jobs, actor).await?;
         // The inserted jobs themselves become the outcomes: a copy of every job (and its
         // payload) was the largest allocation a 10,000-job batch made after its own body.
@@ -888,7 +899,14 @@ impl Store {
         }
         let new = replay_of(&old, now);
         let actor = draft.actor.display();
-        ensure_queues(&mut tx, tenant, &[&new.queue], now).await?;
+        ensure_queues(
+            &self.inner.known_queues,
+            &mut tx,
+            tenant,
+            &[&new.queue],
+            now,
+        )
+        .await?;
         insert_jobs(&mut tx, tenant, std::slice::from_ref(&new), Some(&actor)).await?;
         let draft = with_metadata(
             draft,
@@ -972,7 +990,7 @@ impl Store {
         // inserts its jobs while this one appends its entries (the entries are stamped
         // after the lock, so `created_at` still never goes backwards as `seq` grows).
         let queues: Vec<&QueueName> = plan.new_jobs.iter().map(|j| &j.queue).collect();
-        ensure_queues(&mut tx, tenant, &queues, now).await?;
+        ensure_queues(&self.inner.known_queues, &mut tx, tenant, &queues, now).await?;
         insert_jobs(
             &mut tx,
             tenant,

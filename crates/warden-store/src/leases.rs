@@ -195,6 +195,50 @@ async fn touch_agent(
 /// inside the 30 s after which the registry shows it offline).
 const AGENT_TOUCH_MICROS: i64 = 5_000_000;
 
+/// When this node last had a lease refresh each agent's row, with the queues and types it
+/// wrote: a lease within [`AGENT_TOUCH_MICROS`] of that, naming the same, skips the
+/// statement (which would change nothing) instead of sending it to the database. Another
+/// node's cache does not know of this one's touches, so it may send a statement that
+/// changes nothing, as before. Bounded: past [`AgentTouches::MAX`] agents it starts
+/// afresh.
+#[derive(Debug, Default)]
+pub(crate) struct AgentTouches(std::sync::Mutex<HashMap<(TenantId, AgentId), Touch>>);
+
+/// The queues and types a lease wrote to an agent's row, and when (micros).
+type Touch = (Vec<String>, Vec<String>, i64);
+
+impl AgentTouches {
+    const MAX: usize = 100_000;
+
+    /// Whether the lease must touch the agent's row; if so, it is noted as touched now.
+    fn due(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        queues: &[String],
+        types: &[String],
+        now: Timestamp,
+    ) -> bool {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (tenant.clone(), agent.clone());
+        if let Some((q, t, at)) = map.get(&key)
+            && q == queues
+            && t == types
+            && now.as_micros() - at < AGENT_TOUCH_MICROS
+        {
+            return false;
+        }
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(key, (queues.to_vec(), types.to_vec(), now.as_micros()));
+        true
+    }
+}
+
 /// One finished attempt's new row values: the row's locator (`crate::sql::locator`),
 /// state, `run_at`, result, error.
 type FinishedRow = (String, JobState, Timestamp, Option<String>, Option<String>);
@@ -498,13 +542,14 @@ impl Store {
 
     /// Claim up to `max_jobs` ready jobs from the named queues (skipping paused ones), in
     /// claim order: priority (smaller first), then `run_at`, then id. One transaction: the
-    /// jobs become `running` under one new lease, with their timeline entries.
+    /// jobs become `running` under one new lease, with their timeline entries. It commits
+    /// without waiting for the disk ([`Store::begin_soft_write`]): a lease is soft state.
     pub async fn lease_jobs(
         &self,
         tenant: &TenantId,
         req: &LeaseRequest,
     ) -> StoreResult<Vec<LeasedJob>> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_soft_write().await?;
         let now = Timestamp::now();
         let queue_names: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
         let type_names: Vec<String> = req
@@ -513,16 +558,22 @@ impl Store {
             .flatten()
             .map(|t| t.as_str().to_owned())
             .collect();
-        touch_agent(
-            &mut tx,
-            tenant,
-            &req.agent_id,
-            &queue_names,
-            &type_names,
-            None,
-            now,
-        )
-        .await?;
+        if self
+            .inner
+            .agent_touches
+            .due(tenant, &req.agent_id, &queue_names, &type_names, now)
+        {
+            touch_agent(
+                &mut tx,
+                tenant,
+                &req.agent_id,
+                &queue_names,
+                &type_names,
+                None,
+                now,
+            )
+            .await?;
+        }
 
         let rows = self
             .claim_rows(&mut tx, tenant, req, &queue_names, &type_names, now)
@@ -800,13 +851,14 @@ impl Store {
     }
 
     /// Extend a held lease by its duration; `LEASE_NOT_HELD` (and no change) otherwise.
+    /// Soft, like the lease it extends.
     pub async fn heartbeat_lease(
         &self,
         tenant: &TenantId,
         id: JobId,
         lease_id: &str,
     ) -> StoreResult<Result<Timestamp, ReasonCode>> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_soft_write().await?;
         let now = Timestamp::now();
         let r = sqlx::query(
             "UPDATE jobs SET lease_expires_at = $1 + lease_secs * 1000000, updated_at = $1 \
@@ -1077,5 +1129,56 @@ impl Store {
         }
         tx.commit().await?;
         Ok(promoted)
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use sqlx::Row;
+
+    use crate::testing::TestDb;
+    use crate::{Backend, Store};
+
+    /// The commit level the open write transaction runs with, as the database reports it.
+    async fn level(store: &Store, tx: &mut sqlx::AnyConnection) -> String {
+        let sql = match store.backend() {
+            Backend::Sqlite => "SELECT CAST(synchronous AS TEXT) AS v FROM pragma_synchronous",
+            Backend::Postgres => "SELECT current_setting('synchronous_commit') AS v",
+        };
+        sqlx::query(sql)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap()
+            .get::<String, _>("v")
+    }
+
+    #[tokio::test]
+    async fn a_soft_write_does_not_wait_for_the_disk_and_the_next_durable_one_does() {
+        for db in TestDb::all().await {
+            let store = db.open().await;
+            let (soft, durable) = match store.backend() {
+                Backend::Sqlite => ("1", "2"), // NORMAL, FULL
+                Backend::Postgres => ("off", "on"),
+            };
+            // A soft transaction, committed or rolled back, leaves its level behind for
+            // no durable one.
+            for commit in [true, false] {
+                let mut tx = store.begin_soft_write().await.unwrap();
+                assert_eq!(level(&store, &mut tx).await, soft, "{:?}", store.backend());
+                if commit {
+                    tx.commit().await.unwrap();
+                } else {
+                    tx.rollback().await.unwrap();
+                }
+                let mut tx = store.begin_write().await.unwrap();
+                assert_eq!(
+                    level(&store, &mut tx).await,
+                    durable,
+                    "{:?}",
+                    store.backend()
+                );
+                tx.commit().await.unwrap();
+            }
+        }
     }
 }

@@ -45,6 +45,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 use warden_core::audit::AuditEncodeError;
 use warden_core::jobs::FieldError;
+use warden_core::names::{QueueName, TenantId};
 use warden_core::reason::ReasonCode;
 
 pub use sqlx;
@@ -180,12 +181,22 @@ pub(crate) struct Dialect {
 }
 
 impl Dialect {
-    /// How a write transaction begins. SQLite takes the write lock up front, so a
-    /// transaction never fails half-way on upgrading a read lock (`SQLITE_BUSY`).
-    pub fn begin_write(self) -> &'static str {
+    /// How each kind of write transaction begins, given the configured SQLite
+    /// `synchronous` level (see [`Store::begin_soft_write`]). SQLite refuses to change
+    /// `synchronous` inside a transaction, so the level is set just before `BEGIN`, in the
+    /// same call; every write transaction sets its own, so none inherits a soft one's.
+    /// SQLite takes the write lock up front (`IMMEDIATE`), so a transaction never fails
+    /// half-way on upgrading a read lock (`SQLITE_BUSY`).
+    fn begins(self, sqlite_sync: &str) -> (String, String) {
         match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
+            Backend::Sqlite => (
+                format!("PRAGMA synchronous = {sqlite_sync}; BEGIN IMMEDIATE"),
+                "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE".to_owned(),
+            ),
+            Backend::Postgres => (
+                "BEGIN".to_owned(),
+                "BEGIN; SET LOCAL synchronous_commit = off".to_owned(),
+            ),
         }
     }
 
@@ -280,6 +291,13 @@ struct Inner {
     /// Reads. On Postgres the same pool as writes.
     read: AnyPool,
     dialect: Dialect,
+    /// `BEGIN` of a durable write transaction, and of a soft one ([`Dialect::begins`]).
+    begin_durable: String,
+    begin_soft: String,
+    /// Queues known to exist, so an enqueue need not ensure them.
+    known_queues: KnownQueues,
+    /// Agents whose rows a lease of this node refreshed lately.
+    agent_touches: leases::AgentTouches,
     /// Where the next lease starts its round over the queues it names (fairness).
     rotation: std::sync::atomic::AtomicUsize,
     /// The connection URL, for the dedicated connections of [`cluster`].
@@ -319,6 +337,40 @@ async fn checkpoint_wal(inner: std::sync::Weak<Inner>) {
     }
 }
 
+/// Queues seen to exist, by tenant (see `jobs::ensure_queues`). Bounded: past
+/// [`KnownQueues::MAX`] entries it starts afresh, which costs only the statements it saves.
+#[derive(Debug, Default)]
+pub(crate) struct KnownQueues(std::sync::Mutex<std::collections::HashSet<(TenantId, QueueName)>>);
+
+impl KnownQueues {
+    const MAX: usize = 100_000;
+
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(TenantId, QueueName)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether every one of `queues` of `tenant` is known to exist.
+    pub(crate) fn all_known(&self, tenant: &TenantId, queues: &[&QueueName]) -> bool {
+        let set = self.set();
+        queues
+            .iter()
+            .all(|q| set.contains(&(tenant.clone(), (*q).clone())))
+    }
+
+    /// Remember that these committed queues of `tenant` exist.
+    pub(crate) fn learn<'a>(&self, tenant: &TenantId, queues: impl Iterator<Item = &'a QueueName>) {
+        let mut set = self.set();
+        for q in queues {
+            if set.len() >= Self::MAX {
+                set.clear();
+            }
+            set.insert((tenant.clone(), q.clone()));
+        }
+    }
+}
+
 /// A connection URL whose `Debug` hides the password.
 struct DbUrl(String);
 
@@ -347,12 +399,14 @@ impl Store {
             return Err(StoreError::UnsupportedUrl);
         };
         let connect = AnyConnectOptions::from_str(&options.url)?;
+        let sync = match options.sqlite_synchronous.to_ascii_uppercase().as_str() {
+            "NORMAL" => "NORMAL",
+            _ => "FULL",
+        };
+        let dialect = Dialect { backend };
+        let (begin_durable, begin_soft) = dialect.begins(sync);
         let (write, read) = match backend {
             Backend::Sqlite => {
-                let sync = match options.sqlite_synchronous.to_ascii_uppercase().as_str() {
-                    "NORMAL" => "NORMAL",
-                    _ => "FULL",
-                };
                 // The writer gets a larger page cache (a 1,000-job bulk chunk touches some
                 // ten indexes; the 2 MiB default spills dirty pages mid-transaction);
                 // statement journals stay in memory. Checkpoints run in the background
@@ -397,7 +451,11 @@ impl Store {
             inner: Arc::new(Inner {
                 write,
                 read,
-                dialect: Dialect { backend },
+                dialect,
+                begin_durable,
+                begin_soft,
+                known_queues: KnownQueues::default(),
+                agent_touches: leases::AgentTouches::default(),
                 rotation: std::sync::atomic::AtomicUsize::new(0),
                 url: DbUrl(options.url.clone()),
                 master_key: options.master_key.clone(),
@@ -432,12 +490,34 @@ impl Store {
         &self.inner.read
     }
 
-    /// Begin a write transaction (the writer lock on SQLite).
+    /// Begin a write transaction (the writer lock on SQLite) whose commit returns once it
+    /// is on disk (with SQLite's configured `synchronous`, `FULL` by default).
     pub(crate) async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(self
             .inner
             .write
-            .begin_with(self.dialect().begin_write())
+            .begin_with(self.inner.begin_durable.clone())
+            .await?)
+    }
+
+    /// Begin a write transaction whose commit does not wait for the disk: SQLite
+    /// `synchronous = NORMAL` (the WAL frames reach the operating system at commit and
+    /// the disk with the next durable commit or checkpoint), PostgreSQL
+    /// `synchronous_commit = off`. Only for soft state, which a worker's lease is: a
+    /// killed `warden` process loses nothing committed this way (the operating system
+    /// holds it), and a power loss or operating-system crash can forget only the last
+    /// moments of such commits, whole and in order — a forgotten lease leaves its job
+    /// `available` to be leased again, which at-least-once delivery already allows (an
+    /// expired lease does the same). Enqueues, completions and failures, and every
+    /// operator action with its audit entry stay durable. Decision 0004 says why the
+    /// lease's own disk wait was the one to go.
+    pub(crate) async fn begin_soft_write(
+        &self,
+    ) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(self
+            .inner
+            .write
+            .begin_with(self.inner.begin_soft.clone())
             .await?)
     }
 

@@ -191,7 +191,7 @@ pub async fn enqueue(
     let mut done = state.store.enqueue(&caller.tenant, jobs).await?;
     let e = done.remove(0);
     if e.created {
-        state.wake_workers();
+        state.wake_workers_for(&caller.tenant, [(&e.job.queue, &e.job.job_type)]);
     }
     let status = if e.created {
         StatusCode::CREATED
@@ -243,8 +243,13 @@ pub async fn enqueue_batch(
         ids: Vec<JobId>,
     }
     let ids: Vec<JobId> = done.iter().map(|e| e.job.id).collect();
+    state.wake_workers_for(
+        &caller.tenant,
+        done.iter()
+            .filter(|e| e.created)
+            .map(|e| (&e.job.queue, &e.job.job_type)),
+    );
     drop(done);
-    state.wake_workers();
     Ok((StatusCode::CREATED, Json(Created { ids })).into_response())
 }
 
@@ -361,7 +366,7 @@ pub async fn replay(
         },
     )
     .await?;
-    state.wake_workers();
+    state.wake_workers(Some(&caller.tenant));
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
 
@@ -484,7 +489,7 @@ pub async fn bulk_replay(
                 "skipped": skipped.iter().map(|s| serde_json::json!({"id": s.id, "code": s.code.as_str()})).collect::<Vec<_>>(),
             });
             state.store.append_audit(summary).await?;
-            state.wake_workers();
+            state.wake_workers(Some(&caller.tenant));
             Ok::<_, ActionError>(Json(serde_json::json!({"bulk_id": bulk_id, "replayed": replayed, "skipped": skipped})).into_response())
         })
         .await

@@ -180,7 +180,7 @@ pub async fn backfill(
     })
     .await?;
     if runs.iter().any(|r| r.created) {
-        state.wake_workers();
+        state.wake_workers(Some(&caller.tenant));
     }
     Ok(Json(serde_json::json!({ "runs": runs })))
 }

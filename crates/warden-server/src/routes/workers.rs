@@ -167,17 +167,21 @@ pub async fn lease(
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms);
     let mut shutdown = state.shutdown.subscribe();
+    // Registered before the first look, so a job enqueued between a look and the sleep
+    // still wakes this long-poll (the wake waits as a permit).
+    let waiter = (body.wait_ms > 0).then(|| {
+        state
+            .waiters
+            .register(&caller.tenant, &req.queues, req.types.as_deref())
+    });
     let mut first = true;
     loop {
-        // Register interest before looking, so an enqueue between the look and the wait
-        // still wakes us.
-        let notified = state.work_available.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        // After the first round (which registers the agent), a wake-up that brought
-        // nothing for us costs a read, not a write transaction: every enqueue wakes every
-        // waiting long-poll of the node.
-        let worth_a_try = first || state.store.has_ready_jobs(&caller.tenant, &req).await?;
+        let for_us = waiter.as_ref().is_some_and(|w| w.looking());
+        // The first round registers the agent; a wake for a job we can take goes straight
+        // to the lease. Any other wake-up that brings nothing for us costs a read, not a
+        // write transaction.
+        let worth_a_try =
+            first || for_us || state.store.has_ready_jobs(&caller.tenant, &req).await?;
         first = false;
         let jobs: Vec<LeasedJob> = if worth_a_try {
             state.store.lease_jobs(&caller.tenant, &req).await?
@@ -185,11 +189,13 @@ pub async fn lease(
             Vec::new()
         };
         state.metrics.count_leased(&caller.tenant, &jobs);
-        if !jobs.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
+        let Some(w) = waiter.as_ref().filter(|_| {
+            jobs.is_empty() && tokio::time::Instant::now() < deadline && !*shutdown.borrow()
+        }) else {
             return Ok(Json(serde_json::json!({ "jobs": jobs })));
-        }
+        };
         tokio::select! {
-            _ = &mut notified => {}
+            _ = w.woken() => {}
             _ = tokio::time::sleep_until(deadline) => {}
             // On shutdown open long-polls answer at once, with no jobs.
             _ = shutdown.changed() => return Ok(Json(serde_json::json!({ "jobs": [] }))),
@@ -280,7 +286,7 @@ async fn finish_one(
     state.metrics.count_finished(&caller.tenant, &outcome);
     match outcome[0] {
         Ok(_) => {
-            state.wake_workers();
+            state.wake_workers(Some(&caller.tenant));
             let job = state
                 .store
                 .get_job(&caller.tenant, id)
@@ -440,7 +446,7 @@ pub async fn finish(
     let outcomes = state.store.finish_jobs(&caller.tenant, &settled).await?;
     state.metrics.count_finished(&caller.tenant, &outcomes);
     if outcomes.iter().any(Result::is_ok) {
-        state.wake_workers();
+        state.wake_workers(Some(&caller.tenant));
     }
     let total = items.len() + unparsed.len();
     let mut answers: Vec<serde_json::Value> = vec![serde_json::Value::Null; total];

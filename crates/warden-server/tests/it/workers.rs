@@ -17,6 +17,26 @@ fn lease_body(queue: &str, max_jobs: u32, lease_seconds: u32) -> Value {
     json!({"agent_id": "worker-1", "queues": [queue], "max_jobs": max_jobs, "lease_seconds": lease_seconds})
 }
 
+/// Send a lease request in the background: its answer, and how long it took.
+fn long_poll(
+    app: &TestApp,
+    token: &str,
+    body: Value,
+) -> tokio::task::JoinHandle<(Value, Duration)> {
+    let (url, token, http) = (app.url.clone(), token.to_owned(), app.http.clone());
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let r = http
+            .post(format!("{url}/api/v1/leases"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.json::<Value>().await.unwrap(), started.elapsed())
+    })
+}
+
 async fn wait_for_state(app: &TestApp, token: &str, id: &str, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -242,19 +262,11 @@ async fn an_expired_lease_returns_the_job_and_the_old_holder_is_refused() {
 async fn a_long_poll_is_woken_by_an_enqueue_and_paused_queues_lease_nothing() {
     for app in apps().await {
         let t = app.tenant("acme").await;
-        let (url, token, http) = (app.url.clone(), t.token.clone(), app.http.clone());
-        let started = Instant::now();
-        let poll = tokio::spawn(async move {
-            let body = json!({"agent_id": "w", "queues": ["q"], "max_jobs": 1, "lease_seconds": 30, "wait_ms": 20000});
-            let r = http
-                .post(format!("{url}/api/v1/leases"))
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            (r.json::<Value>().await.unwrap(), started.elapsed())
-        });
+        let poll = long_poll(
+            &app,
+            &t.token,
+            json!({"agent_id": "w", "queues": ["q"], "max_jobs": 1, "lease_seconds": 30, "wait_ms": 20000}),
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         app.enqueue(&t.token, "q").await;
         let (body, elapsed) = poll.await.unwrap();
@@ -276,6 +288,54 @@ async fn a_long_poll_is_woken_by_an_enqueue_and_paused_queues_lease_nothing() {
         assert_eq!(
             lease(&app, &t.token, lease_body("q", 10, 30)).await.len(),
             1
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn each_enqueued_job_wakes_its_own_long_poll_and_filtered_ones_stay_asleep() {
+    for app in apps().await {
+        let t = app.tenant("acme").await;
+        let poll = |agent: &str, types: Option<Vec<&str>>, wait_ms: u64| {
+            let mut body = json!({"agent_id": agent, "queues": ["q"], "max_jobs": 1, "lease_seconds": 30, "wait_ms": wait_ms});
+            if let Some(types) = types {
+                body["types"] = json!(types);
+            }
+            long_poll(&app, &t.token, body)
+        };
+        let a = poll("a", None, 20_000);
+        let b = poll("b", None, 20_000);
+        let other_type = poll("c", Some(vec!["other"]), 1_500);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Two jobs one after the other: the second must not be absorbed by the waiter the
+        // first woke, but reach the other waiter.
+        let first = app.enqueue(&t.token, "q").await;
+        let second = app.enqueue(&t.token, "q").await;
+        let (a, a_elapsed) = a.await.unwrap();
+        let (b, b_elapsed) = b.await.unwrap();
+        for elapsed in [a_elapsed, b_elapsed] {
+            assert!(
+                elapsed < Duration::from_secs(10),
+                "woken by an enqueue, not by the 20 s timeout ({elapsed:?})"
+            );
+        }
+        let mut got: Vec<Value> = [a, b]
+            .iter()
+            .map(|r| {
+                let jobs = r["jobs"].as_array().unwrap();
+                assert_eq!(jobs.len(), 1, "each long-poll got one job: {r}");
+                jobs[0]["id"].clone()
+            })
+            .collect();
+        got.sort_by_key(|v| v.as_str().unwrap().to_owned());
+        let mut want = vec![first["id"].clone(), second["id"].clone()];
+        want.sort_by_key(|v| v.as_str().unwrap().to_owned());
+        assert_eq!(got, want);
+        let (c, _) = other_type.await.unwrap();
+        assert!(
+            c["jobs"].as_array().unwrap().is_empty(),
+            "a long-poll for another type leases nothing: {c}"
         );
         app.stop().await;
     }
@@ -502,18 +562,11 @@ async fn stopping_the_server_answers_open_long_polls_and_ends_live_tails_at_once
     for app in apps().await {
         let b = app.backend;
         let t = app.tenant("acme").await;
-        let (url, token, http) = (app.url.clone(), t.token.clone(), app.http.clone());
-        let poll = tokio::spawn(async move {
-            let body = json!({"agent_id": "w", "queues": ["q"], "max_jobs": 1, "lease_seconds": 30, "wait_ms": 30000});
-            let r = http
-                .post(format!("{url}/api/v1/leases"))
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            r.json::<Value>().await.unwrap()
-        });
+        let poll = long_poll(
+            &app,
+            &t.token,
+            json!({"agent_id": "w", "queues": ["q"], "max_jobs": 1, "lease_seconds": 30, "wait_ms": 30000}),
+        );
         let mut tail = app
             .http
             .get(format!("{}/api/v1/audit/stream", app.url))
@@ -529,7 +582,7 @@ async fn stopping_the_server_answers_open_long_polls_and_ends_live_tails_at_once
             "[{b:?}] the drain waited on open requests ({:?})",
             started.elapsed()
         );
-        let body = poll.await.unwrap();
+        let (body, _) = poll.await.unwrap();
         assert_eq!(body["jobs"], json!([]), "[{b:?}] answered with no jobs");
         // The tail's body ends (after its opening comment).
         let end = tokio::time::timeout(Duration::from_secs(2), async {
