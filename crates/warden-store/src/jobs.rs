@@ -190,11 +190,16 @@ async fn insert_jobs(
     insert_events(conn, tenant, &events).await
 }
 
+/// Write timeline entries, and their transition events to the outbox, in statements of
+/// up to [`ROWS_PER_STATEMENT`] entries (one outbox row each). On PostgreSQL each chunk is
+/// one statement (the entries' insert as a data-modifying CTE of the outbox insert): a
+/// round trip less on every enqueue, lease and finish.
 pub(crate) async fn insert_events(
     conn: &mut AnyConnection,
     tenant: &TenantId,
     events: &[(JobId, TimelineEntry)],
 ) -> StoreResult<()> {
+    let postgres = conn.backend_name() != "SQLite";
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
         let ids: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
         let mut insert = Insert::new(
@@ -217,21 +222,37 @@ pub(crate) async fn insert_events(
                 e.error.as_deref().into(),
             ]);
         }
-        insert.execute(conn).await?;
-    }
-    // Every timeline entry is a transition: each goes on the event stream, committed with it.
-    let published: Vec<TransitionEvent> = events
-        .iter()
-        .map(|(id, e)| TransitionEvent {
-            timestamp: e.at,
-            job_id: *id,
-            state: e.state,
-            attempt: e.attempt,
-            reason_code: e.reason_code,
-        })
-        .collect();
-    if let Some((_, first)) = events.first() {
-        outbox::enqueue_events(conn, "job", &published, first.at).await?;
+        // Every timeline entry is a transition: each goes on the event stream, committed
+        // with it.
+        let published: Vec<TransitionEvent> = chunk
+            .iter()
+            .map(|(id, e)| TransitionEvent {
+                timestamp: e.at,
+                job_id: *id,
+                state: e.state,
+                attempt: e.attempt,
+                reason_code: e.reason_code,
+            })
+            .collect();
+        let payload = outbox::payload(&published);
+        let at = chunk[0].1.at;
+        if postgres {
+            // The entries' insert takes parameters $1–$9 (one per column).
+            let sql = format!(
+                "WITH e AS ({}) INSERT INTO outbox (created_at, topic, payload) VALUES ($10, 'job', $11)",
+                insert.pg_sql(1)
+            );
+            let arrays = insert.pg_arrays();
+            insert
+                .bind_pg(sqlx::query(&sql), &arrays)
+                .bind(at.as_micros())
+                .bind(payload.as_str())
+                .execute(&mut *conn)
+                .await?;
+        } else {
+            insert.execute(conn).await?;
+            outbox::enqueue(conn, "job", &payload, at).await?;
+        }
     }
     Ok(())
 }

@@ -33,17 +33,22 @@ pub(crate) async fn enqueue_events<T: Serialize>(
     now: Timestamp,
 ) -> StoreResult<()> {
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let mut payload = String::with_capacity(chunk.len() * 160);
-        for e in chunk {
-            if !payload.is_empty() {
-                payload.push('\n');
-            }
-            // Compact JSON never contains a raw newline, so lines separate events exactly.
-            payload.push_str(&serde_json::to_string(e).expect("events serialize"));
-        }
-        enqueue(conn, topic, &payload, now).await?;
+        enqueue(conn, topic, &payload(chunk), now).await?;
     }
     Ok(())
+}
+
+/// One outbox row's payload: the events' JSON texts, one per line (compact JSON never
+/// contains a raw newline, so lines separate events exactly).
+pub(crate) fn payload<T: Serialize>(events: &[T]) -> String {
+    let mut payload = String::with_capacity(events.len() * 160);
+    for e in events {
+        if !payload.is_empty() {
+            payload.push('\n');
+        }
+        payload.push_str(&serde_json::to_string(e).expect("events serialize"));
+    }
+    payload
 }
 
 /// Write the `queue` event of `change` to `queue` in the caller's transaction.
