@@ -36,11 +36,15 @@ struct Lane {
     room: u64,
     /// It has nothing more to give in this lease.
     done: bool,
-    /// The claim-order key `(priority, run_at, id)` of the last row claimed from it in
-    /// this lease: a later round continues after it. Rows this transaction locked are not
-    /// skipped by `SKIP LOCKED` and are still `available` until the lease's update, so
-    /// without it a second round would claim them again.
-    after: Option<(i64, i64, String)>,
+}
+
+/// What a lease writes on every job it claims.
+struct Stamp<'a> {
+    lease_id: &'a str,
+    agent: &'a AgentId,
+    lease_secs: u32,
+    expires: Timestamp,
+    now: Timestamp,
 }
 
 /// What a worker asks for.
@@ -575,23 +579,42 @@ impl Store {
             .await?;
         }
 
+        let lease_id = uuid::Uuid::now_v7().to_string();
+        let stamp = Stamp {
+            lease_id: &lease_id,
+            agent: &req.agent_id,
+            lease_secs: req.lease_secs,
+            expires: now.saturating_add_micros(req.lease_secs as i64 * 1_000_000),
+            now,
+        };
         let rows = self
-            .claim_rows(&mut tx, tenant, req, &queue_names, &type_names, now)
+            .claim_rows(&mut tx, tenant, req, &queue_names, &type_names, &stamp)
             .await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
         }
-        let lease_id = uuid::Uuid::now_v7().to_string();
-        let expires = now.saturating_add_micros(req.lease_secs as i64 * 1_000_000);
         let mut leased = Vec::with_capacity(rows.len());
-        let mut locs = Vec::with_capacity(rows.len());
         for r in &rows {
-            locs.push(row::text(r, "loc")?);
+            // The row as the claim left it: its attempt already counts this lease.
             let attempt = row::int(r, "attempt")? as u32;
             let max_attempts = row::int(r, "max_attempts")? as u32;
-            let t = transition(JobState::Available, attempt, max_attempts, JobEvent::Lease)
-                .expect("available jobs can be leased");
+            let t = transition(
+                JobState::Available,
+                attempt.saturating_sub(1),
+                max_attempts,
+                JobEvent::Lease,
+            )
+            .expect("available jobs can be leased");
+            if t.attempt != attempt {
+                return Err(StoreError::Corrupt {
+                    table: "jobs",
+                    message: format!(
+                        "a lease counted attempt {attempt}, the state machine {}",
+                        t.attempt
+                    ),
+                });
+            }
             leased.push(LeasedJob {
                 id: row::parse("jobs", &row::text(r, "id")?, JobId::parse)?,
                 lease_id: lease_id.clone(),
@@ -600,35 +623,10 @@ impl Store {
                 payload: row::parse("jobs", &row::text(r, "payload")?, |s| {
                     serde_json::from_str(s)
                 })?,
-                attempt: t.attempt,
-                lease_expires_at: expires,
+                attempt,
+                lease_expires_at: stamp.expires,
                 due_at: Timestamp::from_micros(row::int(r, "run_at")?),
             });
-        }
-        for chunk in locs.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_id = $1, lease_agent = $2, lease_secs = $3, lease_expires_at = $4, updated_at = $5, leased_at = $5 \
-                 WHERE {}",
-                crate::sql::locator_in(&tx, 6, chunk.len(), 7)
-            );
-            let sql = crate::sql::for_backend(&tx, sql);
-            let mut q = sqlx::query(&sql)
-                .bind(lease_id.as_str())
-                .bind(req.agent_id.as_str())
-                .bind(req.lease_secs as i64)
-                .bind(expires.as_micros())
-                .bind(now.as_micros())
-                .bind(tenant.as_str());
-            for loc in chunk {
-                q = q.bind(loc.as_str());
-            }
-            let updated = q.execute(&mut *tx).await?.rows_affected();
-            if updated != chunk.len() as u64 {
-                return Err(StoreError::Corrupt {
-                    table: "jobs",
-                    message: format!("a lease updated {updated} of {} claimed rows", chunk.len()),
-                });
-            }
         }
         let events: Vec<(JobId, TimelineEntry)> = leased
             .iter()
@@ -665,8 +663,9 @@ impl Store {
         req: &LeaseRequest,
         queue_names: &[String],
         type_names: &[String],
-        now: Timestamp,
+        stamp: &Stamp<'_>,
     ) -> StoreResult<Vec<AnyRow>> {
+        let now = stamp.now;
         let lock = self.dialect().for_update();
         // Tenant cap: lock the quota row only when it limits running jobs.
         let mut budget = req.max_jobs as u64;
@@ -706,7 +705,6 @@ impl Store {
                 tat: row::opt_int(&r, "lease_tat")?,
                 room: u64::MAX,
                 done: false,
-                after: None,
             });
         }
         // Request order, then rotated: the same queues start in turn.
@@ -757,24 +755,9 @@ impl Store {
                     continue;
                 }
                 let got = self
-                    .claim_from(
-                        tx,
-                        tenant,
-                        &lane.name,
-                        type_names,
-                        lane.after.as_ref(),
-                        want,
-                        now,
-                    )
+                    .claim_from(tx, tenant, &lane.name, type_names, want, stamp)
                     .await?;
                 let n = got.len() as u64;
-                if let Some(last) = got.last() {
-                    lane.after = Some((
-                        row::int(last, "priority")?,
-                        row::int(last, "run_at")?,
-                        row::text(last, "id")?,
-                    ));
-                }
                 if n < want {
                     lane.done = true;
                 }
@@ -797,57 +780,74 @@ impl Store {
         Ok(rows)
     }
 
-    /// Lock up to `want` ready jobs of one queue in claim order, after the claim-order
-    /// key `after` when given.
-    #[allow(clippy::too_many_arguments)]
+    /// Lease up to `want` ready jobs of one queue, in claim order: one statement that
+    /// picks them (on PostgreSQL locking them, skipping rows another node is claiming) and
+    /// makes them `running` under `stamp`'s lease. A later round of the same lease finds
+    /// them no longer `available`. The rows come back in claim order.
     async fn claim_from(
         &self,
         tx: &mut AnyConnection,
         tenant: &TenantId,
         queue: &QueueName,
         type_names: &[String],
-        after: Option<&(i64, i64, String)>,
         want: u64,
-        now: Timestamp,
+        stamp: &Stamp<'_>,
     ) -> StoreResult<Vec<AnyRow>> {
-        let mut sql = format!(
-            "SELECT id, queue, job_type, payload, priority, run_at, attempt, max_attempts, {} AS loc FROM jobs \
-             WHERE tenant = $1 AND queue = $2 AND state = 'available' AND run_at <= $3",
-            crate::sql::locator(tx)
+        // Parameters: the stamp ($1–$6), then the pick's ($7–).
+        let postgres = self.backend() == Backend::Postgres;
+        let mut pick = format!(
+            "SELECT {} FROM jobs WHERE tenant = $7 AND queue = $8 AND state = 'available' AND run_at <= $6",
+            if postgres { "ctid" } else { "id" }
         );
-        let mut next = 4;
         if !type_names.is_empty() {
-            sql.push_str(&format!(
+            pick.push_str(&format!(
                 " AND job_type IN ({})",
-                list_placeholders(type_names.len(), next)
-            ));
-            next += type_names.len();
-        }
-        if after.is_some() {
-            sql.push_str(&format!(
-                " AND (priority, run_at, id) > (${}, ${}, ${})",
-                next,
-                next + 1,
-                next + 2
+                list_placeholders(type_names.len(), 9)
             ));
         }
-        sql.push_str(&format!(" ORDER BY priority, run_at, id LIMIT {want}"));
-        if self.backend() == Backend::Postgres {
-            // Several nodes claim at once: each skips the rows another is claiming.
-            sql.push_str(" FOR UPDATE SKIP LOCKED");
-        }
-        let sql = crate::sql::for_backend(tx, sql);
+        pick.push_str(&format!(" ORDER BY priority, run_at, id LIMIT {want}"));
+        let target = if postgres {
+            // Several nodes claim at once: each skips the rows another is claiming. The
+            // rows are updated by `ctid` (see `crate::sql::locator`).
+            format!(
+                "ctid = ANY (ARRAY({pick} FOR UPDATE SKIP LOCKED)) AND tenant IS NOT DISTINCT FROM $7"
+            )
+        } else {
+            format!("tenant = $7 AND id IN ({pick})")
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_id = $1, lease_agent = $2, \
+               lease_secs = $3, lease_expires_at = $4, updated_at = $5, leased_at = $5 \
+             WHERE {target} \
+             RETURNING id, queue, job_type, payload, priority, run_at, attempt, max_attempts"
+        );
         let mut q = sqlx::query(&sql)
+            .bind(stamp.lease_id)
+            .bind(stamp.agent.as_str())
+            .bind(i64::from(stamp.lease_secs))
+            .bind(stamp.expires.as_micros())
+            .bind(stamp.now.as_micros())
+            .bind(stamp.now.as_micros())
             .bind(tenant.as_str())
-            .bind(queue.as_str())
-            .bind(now.as_micros());
+            .bind(queue.as_str());
         for t in type_names {
             q = q.bind(t.as_str());
         }
-        if let Some((p, r, id)) = after {
-            q = q.bind(*p).bind(*r).bind(id.as_str());
+        let mut rows = q.fetch_all(&mut *tx).await?;
+        // `RETURNING` promises no order.
+        let mut keyed = Vec::with_capacity(rows.len());
+        for r in rows.drain(..) {
+            keyed.push((
+                (
+                    row::int(&r, "priority")?,
+                    row::int(&r, "run_at")?,
+                    row::text(&r, "id")?,
+                ),
+                r,
+            ));
         }
-        Ok(q.fetch_all(&mut *tx).await?)
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(keyed.into_iter().map(|(_, r)| r).collect())
     }
 
     /// Extend a held lease by its duration; `LEASE_NOT_HELD` (and no change) otherwise.

@@ -376,9 +376,9 @@ pub(crate) fn select_by_ids(
 
 /// The expression that locates a row of a table the current transaction has locked, as
 /// text: its `ctid` on PostgreSQL, its `id` on SQLite. Updates of rows already read and
-/// locked (a lease's claimed jobs, a finish's jobs) address them with [`locator_in`] or
-/// [`locator_eq`]. On PostgreSQL that is a TID scan, right whatever the statistics say: by
-/// `(tenant, id)`, a fresh bulk-loaded table with no statistics got a bitmap scan of the
+/// locked (a finish's jobs) address them with [`locator_eq`]; a lease picks and updates
+/// its jobs in one statement, by `ctid` too. On PostgreSQL that is a TID scan, right
+/// whatever the statistics say: by `(tenant, id)`, a fresh bulk-loaded table with no statistics got a bitmap scan of the
 /// whole tenant (240–480 ms for a 256-job lease at 20,000 queued jobs, the `engine_path`
 /// bench). A locked row's `ctid` cannot change until the transaction ends: no other
 /// transaction may update it, and `VACUUM FULL` waits for the lock. On SQLite (one
@@ -391,34 +391,13 @@ pub(crate) fn locator(conn: &sqlx::AnyConnection) -> &'static str {
     }
 }
 
-/// The filter for `count` rows of tenant `$tenant` by [`locator`] values `$first…`. The
-/// tenant check stays (a defect must not touch another tenant's row), on PostgreSQL as
-/// `IS NOT DISTINCT FROM`, which no index can serve: a `tenant = $n` that looks selective
-/// without statistics is what the planner chose over the TID scan.
-pub(crate) fn locator_in(
-    conn: &sqlx::AnyConnection,
-    tenant: usize,
-    count: usize,
-    first: usize,
-) -> String {
-    if conn.backend_name() == "SQLite" {
-        return format!(
-            "tenant = ${tenant} AND id IN ({})",
-            list_placeholders(count, first)
-        );
-    }
-    let list = (first..first + count)
-        .map(|n| format!("CAST(${n} AS tid)"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("ctid IN ({list}) AND tenant IS NOT DISTINCT FROM ${tenant}")
-}
-
 /// The join of `table`'s rows of tenant `$tenant` with a `VALUES` list `v` carrying
-/// [`locator`] values in its column `loc` (the tenant check as in [`locator_in`]). Each
-/// backend gets a redundant `IN`/`ANY` over `v` too: without it SQLite 3.46, with bound
-/// parameters, walked every job of the tenant, and PostgreSQL hash-joined `v` with a
-/// sequential scan of the table; with it both search by locator.
+/// [`locator`] values in its column `loc`. The tenant check stays (a defect must not touch
+/// another tenant's row), on PostgreSQL as `IS NOT DISTINCT FROM`, which no index can
+/// serve: a `tenant = $n` that looks selective without statistics is what the planner
+/// chose over the TID scan. Each backend gets a redundant `IN`/`ANY` over `v` too: without
+/// it SQLite 3.46, with bound parameters, walked every job of the tenant, and PostgreSQL
+/// hash-joined `v` with a sequential scan of the table; with it both search by locator.
 pub(crate) fn locator_eq(conn: &sqlx::AnyConnection, table: &str, tenant: usize) -> String {
     if conn.backend_name() == "SQLite" {
         format!(
