@@ -310,6 +310,9 @@ struct Inner {
 /// commit: a backstop for when [`checkpoint_wal`] cannot keep up.
 const WAL_BACKSTOP_PAGES: u32 = 16_000;
 
+/// A PostgreSQL connection idle at least this long is pinged before it is used.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// How often the background checkpointer copies committed WAL frames into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
@@ -424,6 +427,9 @@ impl Store {
                         .max_connections(n)
                         .min_connections(1)
                         .acquire_timeout(Duration::from_secs(30))
+                        // A connection to a local file cannot hang up: no ping (a round
+                        // trip to sqlx's worker thread) before every use.
+                        .test_before_acquire(false)
                         .after_connect(move |conn, _| {
                             let pragmas = pragmas.clone();
                             Box::pin(async move {
@@ -442,6 +448,19 @@ impl Store {
                 let pool = AnyPoolOptions::new()
                     .max_connections(options.max_connections.max(2))
                     .acquire_timeout(Duration::from_secs(30))
+                    // sqlx pings a connection before every use by default: a network
+                    // round trip per transaction, a tenth of a millisecond or more here.
+                    // Only a connection idle for a while is checked; one in use a moment
+                    // ago that has since died fails its statement, and the pool drops it.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PING_IF_IDLE_FOR {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(connect)
                     .await?;
                 (pool.clone(), pool)

@@ -1,6 +1,7 @@
 //! Several nodes on one database: exactly one leads, leadership passes on when the leader
 //! goes, and a wake-up sent by one node reaches the others (PostgreSQL); on SQLite the
-//! only process always leads.
+//! only process always leads. And a pooled PostgreSQL connection that died while idle is
+//! replaced before it is used.
 
 use std::time::Duration;
 
@@ -147,5 +148,30 @@ async fn two_nodes_leasing_and_finishing_at_once_settle_every_job_exactly_once()
         let all: HashSet<_> = a.iter().chain(&b).copied().collect();
         assert_eq!(a.len() + b.len(), 2_000, "every job settled once");
         assert_eq!(all.len(), 2_000, "no job settled twice");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_died_while_idle_is_replaced_before_use() {
+    for db in TestDb::all().await {
+        if db.backend == Backend::Sqlite {
+            continue; // a local file: nothing to hang up
+        }
+        let (a, killer) = (db.open().await, db.open().await);
+        let tenant = warden_core::names::TenantId::parse("acme").unwrap();
+        a.ensure_tenant(&tenant).await.unwrap();
+        // Every other session of this test's schema ends, as in a database restart.
+        let killed = killer
+            .execute_raw(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = current_setting('application_name') AND pid <> pg_backend_pid()",
+            )
+            .await
+            .unwrap();
+        assert!(killed > 0, "the store's connections were found");
+        // Idle long enough to be checked before use: the pool replaces the dead ones.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        assert!(a.tenant_exists(&tenant).await.unwrap());
+        a.ensure_tenant(&tenant).await.unwrap();
     }
 }
