@@ -667,32 +667,22 @@ impl Store {
     ) -> StoreResult<Vec<AnyRow>> {
         let now = stamp.now;
         let lock = self.dialect().for_update();
-        // Tenant cap: lock the quota row only when it limits running jobs.
-        let mut budget = req.max_jobs as u64;
-        if let Some((q, _)) = quota_row(tx, tenant, "").await?
-            && q.max_running.is_some()
-        {
-            let (q, _) = quota_row(tx, tenant, lock).await?.expect("row seen");
-            if let Some(max) = q.max_running {
-                let running = count_in_states(tx, tenant, None, "'running'", max).await?;
-                budget = budget.min(max.saturating_sub(running));
-            }
-        }
-        if budget == 0 {
-            return Ok(Vec::new());
-        }
-        // The named queues' settings; limited ones are re-read under their row lock.
+        // The named queues' settings (limited ones are re-read under their row lock below),
+        // and in the same statement whether the tenant caps its running jobs.
         let sql = format!(
-            "SELECT name, paused, rate_per_sec, burst, max_concurrency, lease_tat FROM queues WHERE tenant = $1 AND name IN ({})",
+            "SELECT name, paused, rate_per_sec, burst, max_concurrency, lease_tat, \
+               (SELECT max_running FROM quotas WHERE tenant = $1) AS tenant_max_running \
+             FROM queues WHERE tenant = $1 AND name IN ({})",
             list_placeholders(queue_names.len(), 2)
         );
-        let sql = crate::sql::for_backend(tx, sql);
         let mut q = sqlx::query(&sql).bind(tenant.as_str());
         for n in queue_names {
             q = q.bind(n.as_str());
         }
         let mut lanes = Vec::new();
+        let mut capped = false;
         for r in q.fetch_all(&mut *tx).await? {
+            capped |= row::opt_int(&r, "tenant_max_running")?.is_some();
             if row::boolean(&r, "paused")? {
                 continue;
             }
@@ -707,11 +697,23 @@ impl Store {
                 done: false,
             });
         }
-        // Request order, then rotated: the same queues start in turn.
-        lanes.sort_by_key(|l| queue_names.iter().position(|n| n == l.name.as_str()));
         if lanes.is_empty() {
             return Ok(Vec::new());
         }
+        // Tenant cap: lock the quota row only when it limits running jobs.
+        let mut budget = req.max_jobs as u64;
+        if capped
+            && let Some((q, _)) = quota_row(tx, tenant, lock).await?
+            && let Some(max) = q.max_running
+        {
+            let running = count_in_states(tx, tenant, None, "'running'", max).await?;
+            budget = budget.min(max.saturating_sub(running));
+        }
+        if budget == 0 {
+            return Ok(Vec::new());
+        }
+        // Request order, then rotated: the same queues start in turn.
+        lanes.sort_by_key(|l| queue_names.iter().position(|n| n == l.name.as_str()));
         let start = self.next_rotation(lanes.len());
         lanes.rotate_left(start);
         for lane in lanes.iter_mut().filter(|l| l.limited) {
