@@ -795,16 +795,16 @@ impl Store {
         want: u64,
         stamp: &Stamp<'_>,
     ) -> StoreResult<Vec<AnyRow>> {
-        // Parameters: the stamp ($1–$6), then the pick's ($7–).
+        // Parameters: the stamp ($1–$5), then the pick's ($6–).
         let postgres = self.backend() == Backend::Postgres;
         let mut pick = format!(
-            "SELECT {} FROM jobs WHERE tenant = $7 AND queue = $8 AND state = 'available' AND run_at <= $6",
+            "SELECT {} FROM jobs WHERE tenant = $6 AND queue = $7 AND state = 'available' AND run_at <= $5",
             if postgres { "ctid" } else { "id" }
         );
         if !type_names.is_empty() {
             pick.push_str(&format!(
                 " AND job_type IN ({})",
-                list_placeholders(type_names.len(), 9)
+                list_placeholders(type_names.len(), 8)
             ));
         }
         pick.push_str(&format!(" ORDER BY priority, run_at, id LIMIT {want}"));
@@ -812,10 +812,10 @@ impl Store {
             // Several nodes claim at once: each skips the rows another is claiming. The
             // rows are updated by `ctid` (see `crate::sql::locator`).
             format!(
-                "ctid = ANY (ARRAY({pick} FOR UPDATE SKIP LOCKED)) AND tenant IS NOT DISTINCT FROM $7"
+                "ctid = ANY (ARRAY({pick} FOR UPDATE SKIP LOCKED)) AND tenant IS NOT DISTINCT FROM $6"
             )
         } else {
-            format!("tenant = $7 AND id IN ({pick})")
+            format!("tenant = $6 AND id IN ({pick})")
         };
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_id = $1, lease_agent = $2, \
@@ -828,7 +828,6 @@ impl Store {
             .bind(stamp.agent.as_str())
             .bind(i64::from(stamp.lease_secs))
             .bind(stamp.expires.as_micros())
-            .bind(stamp.now.as_micros())
             .bind(stamp.now.as_micros())
             .bind(tenant.as_str())
             .bind(queue.as_str());

@@ -341,14 +341,20 @@ async fn checkpoint_wal(inner: std::sync::Weak<Inner>) {
 }
 
 /// Queues seen to exist, by tenant (see `jobs::ensure_queues`). Bounded: past
-/// [`KnownQueues::MAX`] entries it starts afresh, which costs only the statements it saves.
+/// [`KnownQueues::MAX`] queues it starts afresh, which costs only the statements it saves.
 #[derive(Debug, Default)]
-pub(crate) struct KnownQueues(std::sync::Mutex<std::collections::HashSet<(TenantId, QueueName)>>);
+pub(crate) struct KnownQueues(std::sync::Mutex<Known>);
+
+#[derive(Debug, Default)]
+struct Known {
+    queues: std::collections::HashMap<TenantId, std::collections::HashSet<QueueName>>,
+    count: usize,
+}
 
 impl KnownQueues {
     const MAX: usize = 100_000;
 
-    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(TenantId, QueueName)>> {
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -356,20 +362,27 @@ impl KnownQueues {
 
     /// Whether every one of `queues` of `tenant` is known to exist.
     pub(crate) fn all_known(&self, tenant: &TenantId, queues: &[&QueueName]) -> bool {
-        let set = self.set();
-        queues
-            .iter()
-            .all(|q| set.contains(&(tenant.clone(), (*q).clone())))
+        match self.known().queues.get(tenant) {
+            Some(known) => queues.iter().all(|q| known.contains(*q)),
+            None => queues.is_empty(),
+        }
     }
 
     /// Remember that these committed queues of `tenant` exist.
     pub(crate) fn learn<'a>(&self, tenant: &TenantId, queues: impl Iterator<Item = &'a QueueName>) {
-        let mut set = self.set();
+        let mut known = self.known();
         for q in queues {
-            if set.len() >= Self::MAX {
-                set.clear();
+            if known.count >= Self::MAX {
+                *known = Known::default();
             }
-            set.insert((tenant.clone(), q.clone()));
+            if known
+                .queues
+                .entry(tenant.clone())
+                .or_default()
+                .insert(q.clone())
+            {
+                known.count += 1;
+            }
         }
     }
 }
@@ -604,6 +617,40 @@ pub(crate) mod row {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_queues_answer_per_tenant_and_start_afresh_when_full() {
+        let known = KnownQueues::default();
+        let (acme, globex) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("globex").unwrap(),
+        );
+        let (mail, sms) = (
+            QueueName::parse("mail").unwrap(),
+            QueueName::parse("sms").unwrap(),
+        );
+        assert!(known.all_known(&acme, &[]), "nothing to ensure");
+        assert!(!known.all_known(&acme, &[&mail]));
+        known.learn(&acme, [&mail].into_iter());
+        assert!(known.all_known(&acme, &[&mail]));
+        assert!(
+            !known.all_known(&acme, &[&mail, &sms]),
+            "every queue must be known"
+        );
+        assert!(
+            !known.all_known(&globex, &[&mail]),
+            "another tenant's queue is not"
+        );
+        let many: Vec<QueueName> = (0..KnownQueues::MAX)
+            .map(|i| QueueName::parse(&format!("q{i}")).unwrap())
+            .collect();
+        known.learn(&globex, many.iter());
+        assert!(
+            !known.all_known(&acme, &[&mail]),
+            "full: forgotten, not grown"
+        );
+        assert!(known.known().count <= KnownQueues::MAX);
+    }
 
     #[test]
     fn urls_are_redacted_for_logs() {
