@@ -16,7 +16,7 @@ use warden_core::reason::ReasonCode;
 use warden_core::time::Timestamp;
 
 use crate::sql::{Insert, ROWS_PER_STATEMENT, list_placeholders};
-use crate::{KnownQueues, Rejection, Store, StoreError, StoreResult, audit, outbox, row};
+use crate::{Backend, KnownQueues, Rejection, Store, StoreError, StoreResult, audit, outbox, row};
 
 /// Filters of `GET /api/v1/jobs` and of bulk replay.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -108,7 +108,126 @@ pub(crate) fn decode_job(r: &AnyRow) -> StoreResult<Job> {
     })
 }
 
-/// Insert jobs (with their dependency edges and first timeline entry) in the caller's transaction.
+/// A new job's state: canceled (`UPSTREAM_FAILED`) when a dependency failed, pending
+/// while one has not succeeded or its `run_at` is ahead, else available.
+fn initial_state(
+    job: &NewJob,
+    dependencies: &[JobState],
+    now: Timestamp,
+) -> (JobState, Option<ReasonCode>) {
+    let failed = dependencies
+        .iter()
+        .any(|s| matches!(s, JobState::DeadLetter | JobState::Canceled));
+    let waiting = dependencies.iter().any(|s| *s != JobState::Succeeded);
+    let future = job.run_at.is_some_and(|t| t > now);
+    if failed {
+        (JobState::Canceled, Some(ReasonCode::UpstreamFailed))
+    } else if waiting || future {
+        (JobState::Pending, None)
+    } else {
+        (JobState::Available, None)
+    }
+}
+
+/// The row of a new job in `state`, enqueued at `now`.
+fn new_job(
+    j: &NewJob,
+    (state, reason_code): (JobState, Option<ReasonCode>),
+    now: Timestamp,
+) -> Job {
+    Job {
+        id: j.id,
+        queue: j.queue.clone(),
+        job_type: j.job_type.clone(),
+        payload: j.payload.clone(),
+        priority: j.priority,
+        state,
+        attempt: 0,
+        max_attempts: j.max_attempts,
+        run_at: j.run_at.unwrap_or(now),
+        created_at: now,
+        updated_at: now,
+        depends_on: j.depends_on.clone(),
+        idempotency_key: j.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+        replay_of: None,
+        reason_code,
+        last_error: None,
+        result: None,
+        timeline: None,
+    }
+}
+
+/// The texts a `jobs` row needs made (id, payload, dependencies, `replay_of`, result),
+/// made once per job and bound borrowed by [`jobs_insert`].
+type JobTexts = [Option<String>; 5];
+
+fn job_texts(jobs: &[Job]) -> Vec<JobTexts> {
+    jobs.iter()
+        .map(|j| {
+            [
+                Some(j.id.to_string()),
+                Some(j.payload.to_string()),
+                Some(serde_json::to_string(&j.depends_on).expect("ids serialize")),
+                j.replay_of.map(|r| r.to_string()),
+                j.result.as_ref().map(|r| r.to_string()),
+            ]
+        })
+        .collect()
+}
+
+/// The `jobs` rows of `jobs` (at most [`ROWS_PER_STATEMENT`]), with `texts` from
+/// [`job_texts`].
+fn jobs_insert<'a>(tenant: &'a TenantId, jobs: &'a [Job], texts: &'a [JobTexts]) -> Insert<'a> {
+    let mut insert = Insert::new(JOBS_INTO, &JOB_TYPES).with_capacity(jobs.len());
+    for (j, [id, payload, deps, replay_of, result]) in jobs.iter().zip(texts) {
+        insert.row([
+            tenant.as_str().into(),
+            id.as_deref().into(),
+            j.queue.as_str().into(),
+            j.job_type.as_str().into(),
+            payload.as_deref().into(),
+            i64::from(j.priority).into(),
+            j.state.as_str().into(),
+            i64::from(j.attempt).into(),
+            i64::from(j.max_attempts).into(),
+            j.run_at.as_micros().into(),
+            j.created_at.as_micros().into(),
+            j.updated_at.as_micros().into(),
+            deps.as_deref().into(),
+            j.idempotency_key.as_deref().into(),
+            replay_of.as_deref().into(),
+            j.reason_code.map(|c| c.as_str()).into(),
+            j.last_error.as_deref().into(),
+            result.as_deref().into(),
+        ]);
+    }
+    insert
+}
+
+/// Each new job's first timeline entry; `actor` on each.
+fn first_entries(jobs: &[Job], actor: Option<&str>) -> Vec<(JobId, TimelineEntry)> {
+    jobs.iter()
+        .map(|j| {
+            (
+                j.id,
+                TimelineEntry {
+                    at: j.created_at,
+                    state: j.state,
+                    attempt: j.attempt,
+                    agent_id: None,
+                    actor: actor.map(str::to_owned),
+                    reason_code: j.reason_code,
+                    error: None,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Insert jobs (with their dependency edges and first timeline entry) in the caller's
+/// transaction. Each chunk of up to [`ROWS_PER_STATEMENT`] jobs goes to the database in one
+/// call together with its timeline entries and their outbox row (see
+/// [`insert_events_after`]): a single enqueue is one call between `BEGIN` and `COMMIT`.
 async fn insert_jobs(
     conn: &mut AnyConnection,
     tenant: &TenantId,
@@ -116,43 +235,9 @@ async fn insert_jobs(
     actor: Option<&str>,
 ) -> StoreResult<()> {
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
-        // The texts each row needs made are made once and bound borrowed.
-        let texts: Vec<[Option<String>; 5]> = chunk
-            .iter()
-            .map(|j| {
-                [
-                    Some(j.id.to_string()),
-                    Some(j.payload.to_string()),
-                    Some(serde_json::to_string(&j.depends_on).expect("ids serialize")),
-                    j.replay_of.map(|r| r.to_string()),
-                    j.result.as_ref().map(|r| r.to_string()),
-                ]
-            })
-            .collect();
-        let mut insert = Insert::new(JOBS_INTO, &JOB_TYPES).with_capacity(chunk.len());
-        for (j, [id, payload, deps, replay_of, result]) in chunk.iter().zip(&texts) {
-            insert.row([
-                tenant.as_str().into(),
-                id.as_deref().into(),
-                j.queue.as_str().into(),
-                j.job_type.as_str().into(),
-                payload.as_deref().into(),
-                i64::from(j.priority).into(),
-                j.state.as_str().into(),
-                i64::from(j.attempt).into(),
-                i64::from(j.max_attempts).into(),
-                j.run_at.as_micros().into(),
-                j.created_at.as_micros().into(),
-                j.updated_at.as_micros().into(),
-                deps.as_deref().into(),
-                j.idempotency_key.as_deref().into(),
-                replay_of.as_deref().into(),
-                j.reason_code.map(|c| c.as_str()).into(),
-                j.last_error.as_deref().into(),
-                result.as_deref().into(),
-            ]);
-        }
-        insert.execute(conn).await?;
+        let texts = job_texts(chunk);
+        let insert = jobs_insert(tenant, chunk, &texts);
+        insert_events_after(conn, tenant, &first_entries(chunk, actor), Some(&insert)).await?;
     }
     let edges: Vec<(String, String)> = jobs
         .iter()
@@ -170,89 +255,134 @@ async fn insert_jobs(
         insert.row([tenant.as_str().into(), job.into(), dep.into()]);
     }
     insert.execute(conn).await?;
-    let events: Vec<(JobId, TimelineEntry)> = jobs
-        .iter()
-        .map(|j| {
-            (
-                j.id,
-                TimelineEntry {
-                    at: j.created_at,
-                    state: j.state,
-                    attempt: j.attempt,
-                    agent_id: None,
-                    actor: actor.map(str::to_owned),
-                    reason_code: j.reason_code,
-                    error: None,
-                },
-            )
-        })
-        .collect();
-    insert_events(conn, tenant, &events).await
+    Ok(())
 }
 
 /// Write timeline entries, and their transition events to the outbox, in statements of
-/// up to [`ROWS_PER_STATEMENT`] entries (one outbox row each). On PostgreSQL each chunk is
-/// one statement (the entries' insert as a data-modifying CTE of the outbox insert): a
-/// round trip less on every enqueue, lease and finish.
+/// up to [`ROWS_PER_STATEMENT`] entries (one outbox row each).
 pub(crate) async fn insert_events(
     conn: &mut AnyConnection,
     tenant: &TenantId,
     events: &[(JobId, TimelineEntry)],
 ) -> StoreResult<()> {
-    let postgres = conn.backend_name() != "SQLite";
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.to_string()).collect();
-        let mut insert = Insert::new(
-            "job_events (tenant, job_id, at, state, attempt, agent_id, actor, reason_code, error)",
-            &[
-                "text", "text", "bigint", "text", "bigint", "text", "text", "text", "text",
-            ],
-        )
-        .with_capacity(chunk.len());
-        for ((_, e), id) in chunk.iter().zip(&ids) {
-            insert.row([
-                tenant.as_str().into(),
-                id.into(),
-                e.at.as_micros().into(),
-                e.state.as_str().into(),
-                i64::from(e.attempt).into(),
-                e.agent_id.as_deref().into(),
-                e.actor.as_deref().into(),
-                e.reason_code.map(|c| c.as_str()).into(),
-                e.error.as_deref().into(),
-            ]);
+        insert_events_after(conn, tenant, chunk, None).await?;
+    }
+    Ok(())
+}
+
+/// The job ids of timeline entries as text, for [`events_insert`] to borrow.
+fn entry_ids(chunk: &[(JobId, TimelineEntry)]) -> Vec<String> {
+    chunk.iter().map(|(id, _)| id.to_string()).collect()
+}
+
+/// The `job_events` rows of up to [`ROWS_PER_STATEMENT`] timeline entries (`ids` from
+/// [`entry_ids`]), and the outbox payload of their transition events.
+fn events_insert<'a>(
+    tenant: &'a TenantId,
+    chunk: &'a [(JobId, TimelineEntry)],
+    ids: &'a [String],
+) -> (Insert<'a>, String) {
+    let mut insert = Insert::new(
+        "job_events (tenant, job_id, at, state, attempt, agent_id, actor, reason_code, error)",
+        &[
+            "text", "text", "bigint", "text", "bigint", "text", "text", "text", "text",
+        ],
+    )
+    .with_capacity(chunk.len());
+    for ((_, e), id) in chunk.iter().zip(ids) {
+        insert.row([
+            tenant.as_str().into(),
+            id.into(),
+            e.at.as_micros().into(),
+            e.state.as_str().into(),
+            i64::from(e.attempt).into(),
+            e.agent_id.as_deref().into(),
+            e.actor.as_deref().into(),
+            e.reason_code.map(|c| c.as_str()).into(),
+            e.error.as_deref().into(),
+        ]);
+    }
+    let published: Vec<TransitionEvent> = chunk
+        .iter()
+        .map(|(id, e)| TransitionEvent {
+            timestamp: e.at,
+            job_id: *id,
+            state: e.state,
+            attempt: e.attempt,
+            reason_code: e.reason_code,
+        })
+        .collect();
+    (insert, outbox::payload(&published))
+}
+
+/// Write up to [`ROWS_PER_STATEMENT`] timeline entries and their outbox row — after
+/// `before` (an insert of at most as many rows) when given — in one call to the database:
+/// on PostgreSQL one statement (the inserts as data-modifying CTEs of the outbox insert),
+/// on SQLite the statements in one text (sqlx runs each SQLite call on its worker thread,
+/// a hand-off there and back of 25–100 µs here; a multi-statement text binds its
+/// anonymous parameters in order across its statements). Every timeline entry is a
+/// transition: each goes on the event stream, committed with it.
+async fn insert_events_after(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    chunk: &[(JobId, TimelineEntry)],
+    before: Option<&Insert<'_>>,
+) -> StoreResult<()> {
+    if chunk.is_empty() {
+        return Ok(());
+    }
+    let ids = entry_ids(chunk);
+    let (insert, payload) = events_insert(tenant, chunk, &ids);
+    let at = chunk[0].1.at.as_micros();
+    if conn.backend_name() != "SQLite" {
+        // Parameters: `before`'s (one per column), the entries' (one per column), then
+        // the outbox row's two.
+        let first = before.map_or(1, |b| b.columns() + 1);
+        let mut sql = String::from("WITH ");
+        if let Some(b) = before {
+            sql.push_str(&format!("b AS ({}), ", b.pg_sql(1)));
         }
-        // Every timeline entry is a transition: each goes on the event stream, committed
-        // with it.
-        let published: Vec<TransitionEvent> = chunk
-            .iter()
-            .map(|(id, e)| TransitionEvent {
-                timestamp: e.at,
-                job_id: *id,
-                state: e.state,
-                attempt: e.attempt,
-                reason_code: e.reason_code,
-            })
-            .collect();
-        let payload = outbox::payload(&published);
-        let at = chunk[0].1.at;
-        if postgres {
-            // The entries' insert takes parameters $1–$9 (one per column).
-            let sql = format!(
-                "WITH e AS ({}) INSERT INTO outbox (created_at, topic, payload) VALUES ($10, 'job', $11)",
-                insert.pg_sql(1)
-            );
-            let arrays = insert.pg_arrays();
-            insert
-                .bind_pg(sqlx::query(&sql), &arrays)
-                .bind(at.as_micros())
-                .bind(payload.as_str())
-                .execute(&mut *conn)
-                .await?;
-        } else {
-            insert.execute(conn).await?;
-            outbox::enqueue(conn, "job", &payload, at).await?;
+        let next = first + insert.columns();
+        sql.push_str(&format!(
+            "e AS ({}) INSERT INTO outbox (created_at, topic, payload) VALUES (${next}, 'job', ${})",
+            insert.pg_sql(first),
+            next + 1
+        ));
+        let before_arrays = before.map(Insert::pg_arrays).unwrap_or_default();
+        let arrays = insert.pg_arrays();
+        let mut q = sqlx::query(&sql);
+        if let Some(b) = before {
+            q = b.bind_pg(q, &before_arrays);
         }
+        insert
+            .bind_pg(q, &arrays)
+            .bind(at)
+            .bind(payload.as_str())
+            .execute(&mut *conn)
+            .await?;
+    } else {
+        let mut sql = String::new();
+        if let Some(b) = before {
+            sql.push_str(&b.sqlite_sql());
+            sql.push_str("; ");
+        }
+        sql.push_str(&format!(
+            "{}; {}",
+            insert.sqlite_sql(),
+            outbox::INSERT_SQLITE
+        ));
+        let mut q = sqlx::query(&sql);
+        if let Some(b) = before {
+            q = b.bind_sqlite(q);
+        }
+        insert
+            .bind_sqlite(q)
+            .bind(at)
+            .bind("job")
+            .bind(payload.as_str())
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -515,12 +645,81 @@ impl Store {
         jobs: &[NewJob],
         key_list: &[&str],
     ) -> StoreResult<Vec<Enqueued>> {
+        if let Some(out) = self.enqueue_in_one_statement(tenant, jobs).await? {
+            return Ok(out);
+        }
         let mut tx = self.begin_write().await?;
         let out = self
             .enqueue_in_tx(&mut tx, tenant, jobs, key_list, Timestamp::now(), None)
             .await?;
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// PostgreSQL, the common enqueue — up to [`ROWS_PER_STATEMENT`] jobs into queues this
+    /// store knows exist, with no idempotency key, chosen id or dependency, in a tenant
+    /// without a quota — as one statement outside any transaction (a statement is atomic
+    /// and commits durably on its own): the jobs, their first timeline entries and their
+    /// outbox row, inserted only if the tenant has no quota row, checked in the same
+    /// statement. One round trip instead of five (`BEGIN`, the quota read, the insert,
+    /// `COMMIT`). `None` when the enqueue is not of that kind or the tenant has a quota
+    /// after all: nothing was written, and [`Store::enqueue_in_tx`] does the rest.
+    async fn enqueue_in_one_statement(
+        &self,
+        tenant: &TenantId,
+        jobs: &[NewJob],
+    ) -> StoreResult<Option<Vec<Enqueued>>> {
+        let plain = |j: &NewJob| {
+            j.idempotency_key.is_none() && !j.client_chosen_id && j.depends_on.is_empty()
+        };
+        let queues: Vec<&QueueName> = jobs.iter().map(|j| &j.queue).collect();
+        if self.backend() != Backend::Postgres
+            || jobs.is_empty()
+            || jobs.len() > ROWS_PER_STATEMENT
+            || !jobs.iter().all(plain)
+            || !self.inner.known_queues.all_known(tenant, &queues)
+        {
+            return Ok(None);
+        }
+        let now = Timestamp::now();
+        let new_jobs: Vec<Job> = jobs
+            .iter()
+            .map(|j| new_job(j, initial_state(j, &[], now), now))
+            .collect();
+        let texts = job_texts(&new_jobs);
+        let rows = jobs_insert(tenant, &new_jobs, &texts);
+        let entries = first_entries(&new_jobs, None);
+        let ids = entry_ids(&entries);
+        let (events, payload) = events_insert(tenant, &entries, &ids);
+        // Parameters: the tenant, the jobs' arrays, the entries' arrays, the outbox row's.
+        let first_event = 2 + rows.columns();
+        let at = first_event + events.columns();
+        let sql = format!(
+            "WITH j AS ({} RETURNING 1), e AS ({}) \
+             INSERT INTO outbox (created_at, topic, payload) SELECT ${at}, 'job', ${} WHERE EXISTS (SELECT 1 FROM j)",
+            rows.pg_sql_if(2, "NOT EXISTS (SELECT 1 FROM quotas WHERE tenant = $1)"),
+            events.pg_sql_if(first_event, "EXISTS (SELECT 1 FROM j)"),
+            at + 1
+        );
+        let (job_arrays, event_arrays) = (rows.pg_arrays_always(), events.pg_arrays_always());
+        let q = sqlx::query(&sql).bind(tenant.as_str());
+        let q = rows.bind_pg(q, &job_arrays);
+        let written = events
+            .bind_pg(q, &event_arrays)
+            .bind(now.as_micros())
+            .bind(payload.as_str())
+            .execute(&self.inner.write)
+            .await?
+            .rows_affected();
+        if written == 0 {
+            return Ok(None);
+        }
+        Ok(Some(
+            new_jobs
+                .into_iter()
+                .map(|job| Enqueued { job, created: true })
+                .collect(),
+        ))
     }
 
     /// The body of an enqueue, in the caller's transaction (also used by schedules).
@@ -643,18 +842,7 @@ impl Store {
                         None => dep_states.push(upstream[d].state),
                     }
                 }
-                let failed = dep_states
-                    .iter()
-                    .any(|s| matches!(s, JobState::DeadLetter | JobState::Canceled));
-                let waiting = dep_states.iter().any(|s| *s != JobState::Succeeded);
-                let future = jobs[i].run_at.is_some_and(|t| t > now);
-                state[i] = Some(if failed {
-                    (JobState::Canceled, Some(ReasonCode::UpstreamFailed))
-                } else if waiting || future {
-                    (JobState::Pending, None)
-                } else {
-                    (JobState::Available, None)
-                });
+                state[i] = Some(initial_state(&jobs[i], &dep_states, now));
                 false
             });
             if pending_work.len() == before {
@@ -665,32 +853,10 @@ impl Store {
             }
         }
 
-        let mut new_jobs = Vec::with_capacity(fresh.len());
-        for &i in &fresh {
-            let j = &jobs[i];
-            let (s, reason_code) = state[i].expect("resolved");
-            let job = Job {
-                id: j.id,
-                queue: j.queue.clone(),
-                job_type: j.job_type.clone(),
-                payload: j.payload.clone(),
-                priority: j.priority,
-                state: s,
-                attempt: 0,
-                max_attempts: j.max_attempts,
-                run_at: j.run_at.unwrap_or(now),
-                created_at: now,
-                updated_at: now,
-                depends_on: j.depends_on.clone(),
-                idempotency_key: j.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
-                replay_of: None,
-                reason_code,
-                last_error: None,
-                result: None,
-                timeline: None,
-            };
-            new_jobs.push(job);
-        }
+        let new_jobs: Vec<Job> = fresh
+            .iter()
+            .map(|&i| new_job(&jobs[i], state[i].expect("resolved"), now))
+            .collect();
         let queues: Vec<&QueueName> = new_jobs.iter().map(|j| &j.queue).collect();
         ensure_queues(&self.inner.known_queues, tx, tenant, &queues, now).await?;
         insert_jobs(tx, tenant, &new_jobs, actor).await?;

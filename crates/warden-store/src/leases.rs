@@ -24,6 +24,60 @@ use crate::{Backend, Store, StoreError, StoreResult, row};
 /// Rows a periodic pass handles per transaction.
 const SWEEP_BATCH: i64 = 1_000;
 
+/// The jobs a claim took (its rows, in claim order), checked against the state machine:
+/// each row as the claim left it, its attempt already counting this lease.
+fn leased_jobs(rows: &[AnyRow], stamp: &Stamp<'_>) -> StoreResult<Vec<LeasedJob>> {
+    let mut leased = Vec::with_capacity(rows.len());
+    for r in rows {
+        let attempt = row::int(r, "attempt")? as u32;
+        let max_attempts = row::int(r, "max_attempts")? as u32;
+        let t = transition(
+            JobState::Available,
+            attempt.saturating_sub(1),
+            max_attempts,
+            JobEvent::Lease,
+        )
+        .expect("available jobs can be leased");
+        if t.attempt != attempt {
+            return Err(StoreError::Corrupt {
+                table: "jobs",
+                message: format!(
+                    "a lease counted attempt {attempt}, the state machine {}",
+                    t.attempt
+                ),
+            });
+        }
+        leased.push(LeasedJob {
+            id: row::parse("jobs", &row::text(r, "id")?, JobId::parse)?,
+            lease_id: stamp.lease_id.to_owned(),
+            queue: row::parse("jobs", &row::text(r, "queue")?, QueueName::parse)?,
+            job_type: row::parse("jobs", &row::text(r, "job_type")?, JobType::parse)?,
+            payload: row::parse("jobs", &row::text(r, "payload")?, |s| {
+                serde_json::from_str(s)
+            })?,
+            attempt,
+            lease_expires_at: stamp.expires,
+            due_at: Timestamp::from_micros(row::int(r, "run_at")?),
+        });
+    }
+    Ok(leased)
+}
+
+/// Whether queue `$7` of tenant `$6` exists, is not paused, has neither a rate nor a
+/// concurrency limit, and the tenant caps no running jobs: a lease of that queue alone
+/// needs no settings read first.
+const UNLIMITED: &str = "(EXISTS (SELECT 1 FROM queues WHERE tenant = $6 AND name = $7 AND NOT paused \
+       AND rate_per_sec IS NULL AND max_concurrency IS NULL) \
+     AND NOT EXISTS (SELECT 1 FROM quotas WHERE tenant = $6 AND max_running IS NOT NULL))";
+
+/// What one claim took, in claim order, and (for a claim that checked) whether its queue
+/// was unlimited, so that nothing more needs a look.
+#[derive(Default)]
+struct Claimed {
+    rows: Vec<AnyRow>,
+    unlimited: bool,
+}
+
 /// A queue taking part in one lease.
 struct Lane {
     name: QueueName,
@@ -553,7 +607,6 @@ impl Store {
         tenant: &TenantId,
         req: &LeaseRequest,
     ) -> StoreResult<Vec<LeasedJob>> {
-        let mut tx = self.begin_soft_write().await?;
         let now = Timestamp::now();
         let queue_names: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
         let type_names: Vec<String> = req
@@ -562,11 +615,38 @@ impl Store {
             .flatten()
             .map(|t| t.as_str().to_owned())
             .collect();
-        if self
-            .inner
-            .agent_touches
-            .due(tenant, &req.agent_id, &queue_names, &type_names, now)
-        {
+        let touch =
+            self.inner
+                .agent_touches
+                .due(tenant, &req.agent_id, &queue_names, &type_names, now);
+        let lease_id = uuid::Uuid::now_v7().to_string();
+        let stamp = Stamp {
+            lease_id: &lease_id,
+            agent: &req.agent_id,
+            lease_secs: req.lease_secs,
+            expires: now.saturating_add_micros(req.lease_secs as i64 * 1_000_000),
+            now,
+        };
+        let want = u64::from(req.max_jobs);
+        let postgres = self.backend() == Backend::Postgres;
+        // One queue, unlimited, in a tenant without a running cap (the common case): the
+        // claim itself checks that, in one call. On PostgreSQL, when the agent's row needs
+        // no refresh, that call is the whole lease: one statement outside any transaction
+        // (atomic on its own, its timeline entries and outbox row in it, its commit soft
+        // — see `claim_from`).
+        let mut looked = false;
+        if let ([queue], true, false) = (req.queues.as_slice(), postgres, touch) {
+            let mut conn = self.inner.write.acquire().await?;
+            let fast = self
+                .claim_from(&mut conn, tenant, queue, &type_names, want, &stamp, true)
+                .await?;
+            if fast.unlimited {
+                return leased_jobs(&fast.rows, &stamp);
+            }
+            looked = true;
+        }
+        let mut tx = self.begin_soft_write().await?;
+        if touch {
             touch_agent(
                 &mut tx,
                 tenant,
@@ -578,74 +658,41 @@ impl Store {
             )
             .await?;
         }
-
-        let lease_id = uuid::Uuid::now_v7().to_string();
-        let stamp = Stamp {
-            lease_id: &lease_id,
-            agent: &req.agent_id,
-            lease_secs: req.lease_secs,
-            expires: now.saturating_add_micros(req.lease_secs as i64 * 1_000_000),
-            now,
-        };
-        let rows = self
-            .claim_rows(&mut tx, tenant, req, &queue_names, &type_names, &stamp)
-            .await?;
-        if rows.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let mut leased = Vec::with_capacity(rows.len());
-        for r in &rows {
-            // The row as the claim left it: its attempt already counts this lease.
-            let attempt = row::int(r, "attempt")? as u32;
-            let max_attempts = row::int(r, "max_attempts")? as u32;
-            let t = transition(
-                JobState::Available,
-                attempt.saturating_sub(1),
-                max_attempts,
-                JobEvent::Lease,
-            )
-            .expect("available jobs can be leased");
-            if t.attempt != attempt {
-                return Err(StoreError::Corrupt {
-                    table: "jobs",
-                    message: format!(
-                        "a lease counted attempt {attempt}, the state machine {}",
-                        t.attempt
-                    ),
-                });
+        let fast = match req.queues.as_slice() {
+            [queue] if !looked => {
+                self.claim_from(&mut tx, tenant, queue, &type_names, want, &stamp, true)
+                    .await?
             }
-            leased.push(LeasedJob {
-                id: row::parse("jobs", &row::text(r, "id")?, JobId::parse)?,
-                lease_id: lease_id.clone(),
-                queue: row::parse("jobs", &row::text(r, "queue")?, QueueName::parse)?,
-                job_type: row::parse("jobs", &row::text(r, "job_type")?, JobType::parse)?,
-                payload: row::parse("jobs", &row::text(r, "payload")?, |s| {
-                    serde_json::from_str(s)
-                })?,
-                attempt,
-                lease_expires_at: stamp.expires,
-                due_at: Timestamp::from_micros(row::int(r, "run_at")?),
-            });
+            _ => Claimed::default(),
+        };
+        let rows = if fast.unlimited {
+            fast.rows
+        } else {
+            self.claim_rows(&mut tx, tenant, req, &queue_names, &type_names, &stamp)
+                .await?
+        };
+        let leased = leased_jobs(&rows, &stamp)?;
+        // PostgreSQL wrote them with the claim (see `claim_from`).
+        if !postgres && !leased.is_empty() {
+            let events: Vec<(JobId, TimelineEntry)> = leased
+                .iter()
+                .map(|j| {
+                    (
+                        j.id,
+                        TimelineEntry {
+                            at: now,
+                            state: JobState::Running,
+                            attempt: j.attempt,
+                            agent_id: Some(req.agent_id.as_str().to_owned()),
+                            actor: None,
+                            reason_code: None,
+                            error: None,
+                        },
+                    )
+                })
+                .collect();
+            insert_events(&mut tx, tenant, &events).await?;
         }
-        let events: Vec<(JobId, TimelineEntry)> = leased
-            .iter()
-            .map(|j| {
-                (
-                    j.id,
-                    TimelineEntry {
-                        at: now,
-                        state: JobState::Running,
-                        attempt: j.attempt,
-                        agent_id: Some(req.agent_id.as_str().to_owned()),
-                        actor: None,
-                        reason_code: None,
-                        error: None,
-                    },
-                )
-            })
-            .collect();
-        insert_events(&mut tx, tenant, &events).await?;
         tx.commit().await?;
         Ok(leased)
     }
@@ -757,8 +804,9 @@ impl Store {
                     continue;
                 }
                 let got = self
-                    .claim_from(tx, tenant, &lane.name, type_names, want, stamp)
-                    .await?;
+                    .claim_from(tx, tenant, &lane.name, type_names, want, stamp, false)
+                    .await?
+                    .rows;
                 let n = got.len() as u64;
                 if n < want {
                     lane.done = true;
@@ -786,6 +834,19 @@ impl Store {
     /// picks them (on PostgreSQL locking them, skipping rows another node is claiming) and
     /// makes them `running` under `stamp`'s lease. A later round of the same lease finds
     /// them no longer `available`. The rows come back in claim order.
+    ///
+    /// `unlimited_only`: claim nothing unless the queue exists, is not paused, has neither
+    /// a rate nor a concurrency limit, and the tenant caps no running jobs ([`UNLIMITED`])
+    /// — the checks [`Store::claim_rows`] makes with reads first, here made in the same
+    /// call (in the claim's snapshot, as those reads were: an unlimited queue's row is not
+    /// locked either way), which also answers whether they held, so that an empty poll of
+    /// an unlimited queue needs no second look.
+    ///
+    /// On PostgreSQL the same statement writes the claimed jobs' `running` timeline entries
+    /// and their outbox row (data-modifying CTEs), each event's JSON exactly as
+    /// [`crate::outbox::payload`] writes a [`warden_core::events::TransitionEvent`]; on SQLite the caller writes
+    /// them with [`insert_events`].
+    #[allow(clippy::too_many_arguments)]
     async fn claim_from(
         &self,
         tx: &mut AnyConnection,
@@ -794,8 +855,10 @@ impl Store {
         type_names: &[String],
         want: u64,
         stamp: &Stamp<'_>,
-    ) -> StoreResult<Vec<AnyRow>> {
-        // Parameters: the stamp ($1–$5), then the pick's ($6–).
+        unlimited_only: bool,
+    ) -> StoreResult<Claimed> {
+        // Parameters: the stamp ($1–$5), then the pick's ($6–), then (PostgreSQL) the
+        // events' timestamp as JSON.
         let postgres = self.backend() == Backend::Postgres;
         let mut pick = format!(
             "SELECT {} FROM jobs WHERE tenant = $6 AND queue = $7 AND state = 'available' AND run_at <= $5",
@@ -807,6 +870,9 @@ impl Store {
                 list_placeholders(type_names.len(), 8)
             ));
         }
+        if unlimited_only {
+            pick.push_str(&format!(" AND {UNLIMITED}"));
+        }
         pick.push_str(&format!(" ORDER BY priority, run_at, id LIMIT {want}"));
         let target = if postgres {
             // Several nodes claim at once: each skips the rows another is claiming. The
@@ -817,12 +883,43 @@ impl Store {
         } else {
             format!("tenant = $6 AND id IN ({pick})")
         };
-        let sql = format!(
+        let mut sql = format!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_id = $1, lease_agent = $2, \
                lease_secs = $3, lease_expires_at = $4, updated_at = $5, leased_at = $5 \
              WHERE {target} \
              RETURNING id, queue, job_type, payload, priority, run_at, attempt, max_attempts"
         );
+        let timestamp =
+            postgres.then(|| serde_json::to_string(&stamp.now).expect("timestamps serialize"));
+        if postgres {
+            let ts = 8 + type_names.len();
+            sql = format!(
+                "WITH c AS ({sql}), \
+                 e AS (INSERT INTO job_events (tenant, job_id, at, state, attempt, agent_id, actor, reason_code, error) \
+                   SELECT $6, id, $5, 'running', attempt, $2, NULL, NULL, NULL FROM c), \
+                 o AS (INSERT INTO outbox (created_at, topic, payload) \
+                   SELECT $5, 'job', string_agg('{{\"timestamp\":' || ${ts} || ',\"jobId\":\"' || id \
+                     || '\",\"state\":\"running\",\"attempt\":' || CAST(attempt AS TEXT) || '}}', chr(10)) \
+                   FROM c HAVING count(*) > 0) "
+            );
+            // With the check, one row more or less: the check's answer joined to each
+            // claimed row, or alone (the job columns null) when nothing was claimed.
+            // `set_config(…, true)` lasts until the end of the transaction, so a claim run
+            // as a statement of its own commits as a soft write does (`SET LOCAL` needs a
+            // transaction block); inside one it changes nothing.
+            if unlimited_only {
+                sql.push_str(&format!(
+                    "SELECT c.*, g.unlimited FROM \
+                       (SELECT {UNLIMITED} AS unlimited, set_config('synchronous_commit', 'off', true) AS soft) AS g \
+                     LEFT JOIN c ON TRUE"
+                ));
+            } else {
+                sql.push_str("SELECT * FROM c");
+            }
+        } else if unlimited_only {
+            // The check's answer as a statement of its own before the claim, in one call.
+            sql = format!("SELECT {UNLIMITED} AS unlimited; {sql}");
+        }
         let mut q = sqlx::query(&sql)
             .bind(stamp.lease_id)
             .bind(stamp.agent.as_str())
@@ -834,10 +931,26 @@ impl Store {
         for t in type_names {
             q = q.bind(t.as_str());
         }
+        if let Some(ts) = &timestamp {
+            q = q.bind(ts.as_str());
+        }
         let mut rows = q.fetch_all(&mut *tx).await?;
+        let mut unlimited = !unlimited_only;
+        if unlimited_only {
+            unlimited = match rows.first() {
+                Some(r) => row::boolean(r, "unlimited")?,
+                None => false,
+            };
+            if !postgres {
+                rows.remove(0);
+            }
+        }
         // `RETURNING` promises no order.
         let mut keyed = Vec::with_capacity(rows.len());
         for r in rows.drain(..) {
+            if postgres && unlimited_only && row::opt_text(&r, "id")?.is_none() {
+                continue;
+            }
             keyed.push((
                 (
                     row::int(&r, "priority")?,
@@ -848,7 +961,10 @@ impl Store {
             ));
         }
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(keyed.into_iter().map(|(_, r)| r).collect())
+        Ok(Claimed {
+            rows: keyed.into_iter().map(|(_, r)| r).collect(),
+            unlimited,
+        })
     }
 
     /// Extend a held lease by its duration; `LEASE_NOT_HELD` (and no change) otherwise.

@@ -61,6 +61,11 @@ pub(crate) async fn enqueue_queue_change(
     enqueue_events(conn, "queue", &[QueueEvent::new(queue, change, now)], now).await
 }
 
+/// One outbox row (created at, topic, payload) with SQLite's anonymous placeholders, for
+/// appending to another statement's text in one call.
+pub(crate) const INSERT_SQLITE: &str =
+    "INSERT INTO outbox (created_at, topic, payload) VALUES (?, ?, ?)";
+
 /// Write one outbox row in the caller's transaction.
 pub(crate) async fn enqueue(
     conn: &mut AnyConnection,

@@ -112,6 +112,11 @@ impl<'a> Insert<'a> {
         }
     }
 
+    /// How many columns a row has (the parameters of its PostgreSQL statement).
+    pub(crate) fn columns(&self) -> usize {
+        self.types.len()
+    }
+
     /// A clause after the rows: `ON CONFLICT …`, `RETURNING …`.
     pub(crate) fn suffix(mut self, suffix: &'static str) -> Self {
         self.suffix = suffix;
@@ -149,14 +154,11 @@ impl<'a> Insert<'a> {
                 values_placeholders(1, self.types.len(), first)
             )
         } else {
-            let casts = self
-                .types
-                .iter()
-                .enumerate()
-                .map(|(i, t)| format!("${}::text::{t}[]", first + i))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("INSERT INTO {} SELECT * FROM unnest({casts})", self.into)
+            format!(
+                "INSERT INTO {} SELECT * FROM unnest({})",
+                self.into,
+                self.unnest_args(first)
+            )
         };
         if !self.suffix.is_empty() {
             sql.push(' ');
@@ -175,13 +177,44 @@ impl<'a> Insert<'a> {
         bind_rows(q, &self.values, arrays)
     }
 
+    /// The PostgreSQL statement for all rows as `unnest` of one array per column, also
+    /// for a single row, inserting them only if `condition` holds: for an insert that a
+    /// check in the same statement may call off. Bind with [`Insert::pg_arrays_always`].
+    pub(crate) fn pg_sql_if(&self, first: usize, condition: &str) -> String {
+        format!(
+            "INSERT INTO {} SELECT * FROM unnest({}) WHERE {condition}",
+            self.into,
+            self.unnest_args(first)
+        )
+    }
+
+    /// `$first::text::T1[], …`: each column's array parameter, cast.
+    fn unnest_args(&self, first: usize) -> String {
+        self.types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("${}::text::{t}[]", first + i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The array literals [`Insert::pg_sql_if`] binds.
+    pub(crate) fn pg_arrays_always(&self) -> Vec<String> {
+        self.columns_as_arrays(&self.values)
+    }
+
     /// One array literal per column of `values` (whole rows); none for a single row.
     fn arrays_of(&self, values: &[Value<'_>]) -> Vec<String> {
-        let cols = self.types.len();
-        let rows = values.len() / cols;
-        if rows == 1 {
+        if values.len() == self.types.len() {
             return Vec::new();
         }
+        self.columns_as_arrays(values)
+    }
+
+    /// One array literal per column of `values` (whole rows).
+    fn columns_as_arrays(&self, values: &[Value<'_>]) -> Vec<String> {
+        let cols = self.types.len();
+        let rows = values.len() / cols;
         let mut arrays: Vec<String> = (0..cols)
             .map(|_| String::with_capacity(2 + rows * 8))
             .collect();
@@ -197,6 +230,20 @@ impl<'a> Insert<'a> {
             a.push('}');
         }
         arrays
+    }
+
+    /// SQLite's statement for all rows (at most [`ROWS_PER_STATEMENT`]), with
+    /// anonymous placeholders, to compose into a multi-statement call with
+    /// [`Insert::bind_sqlite`].
+    pub(crate) fn sqlite_sql(&self) -> String {
+        let rows = self.values.len() / self.types.len();
+        assert!(rows <= ROWS_PER_STATEMENT, "one statement's rows");
+        self.values_sql(rows)
+    }
+
+    /// Bind all rows for [`Insert::sqlite_sql`].
+    pub(crate) fn bind_sqlite<'q>(&'q self, q: AnyQuery<'q>) -> AnyQuery<'q> {
+        bind_values(q, &self.values)
     }
 
     /// SQLite's statement for `rows` rows.

@@ -507,3 +507,94 @@ async fn has_ready_jobs_sees_only_what_a_lease_could_claim() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_lease_writes_each_jobs_running_entry_and_one_event_per_job_in_the_outbox_format() {
+    use warden_core::events::TransitionEvent;
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        fill(&store, &t, "q", 4).await;
+        // The agent's first lease refreshes its row (a transaction); the next, within
+        // seconds, is the claim alone (on PostgreSQL one statement outside a transaction).
+        assert_eq!(lease(&store, &t, &["q"], 1).await.len(), 1, "[{b:?}]");
+        for e in store.outbox_peek(100).await.unwrap() {
+            store.outbox_ack(e.id).await.unwrap();
+        }
+        let leased = lease(&store, &t, &["q"], 10).await;
+        assert_eq!(leased.len(), 3, "[{b:?}]");
+        let events = store.outbox_peek(100).await.unwrap();
+        assert_eq!(events.len(), 3, "[{b:?}] one event per job: {events:?}");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.id == events[0].id && e.topic == "job"),
+            "[{b:?}] in one outbox row: {events:?}"
+        );
+        // Each exactly as serde writes the event (PostgreSQL builds them in SQL).
+        let lines: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
+        for l in &lines {
+            let ev: TransitionEvent =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("[{b:?}] {l}: {e}"));
+            assert_eq!(
+                *l,
+                serde_json::to_string(&ev).unwrap(),
+                "[{b:?}] byte for byte"
+            );
+        }
+        let mut ids: Vec<_> = lines
+            .iter()
+            .map(|l| serde_json::from_str::<TransitionEvent>(l).unwrap())
+            .inspect(|ev| {
+                assert_eq!(ev.state, JobState::Running, "[{b:?}]");
+                assert_eq!(ev.attempt, 1, "[{b:?}]");
+                assert_eq!(ev.reason_code, None, "[{b:?}]");
+            })
+            .map(|ev| ev.job_id)
+            .collect();
+        ids.sort_unstable();
+        let mut want: Vec<_> = leased.iter().map(|j| j.id).collect();
+        want.sort_unstable();
+        assert_eq!(ids, want, "[{b:?}] one event per leased job");
+        for j in &leased {
+            let timeline = crate::job(&store, &t, j.id).await.timeline.unwrap();
+            let last = timeline.last().unwrap();
+            assert_eq!(last.state, JobState::Running, "[{b:?}]");
+            assert_eq!(last.attempt, 1, "[{b:?}]");
+            assert_eq!(last.agent_id.as_deref(), Some("w1"), "[{b:?}]");
+            assert_eq!(timeline.len(), 2, "[{b:?}] available, running");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_one_queue_lease_takes_nothing_from_a_paused_or_unknown_queue() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        fill(&store, &t, "q", 2).await;
+        store
+            .set_queue_paused_audited(&t, &queue("q"), true, draft(&t, "queue.pause"))
+            .await
+            .unwrap();
+        assert!(
+            lease(&store, &t, &["q"], 10).await.is_empty(),
+            "[{b:?}] paused"
+        );
+        assert!(
+            lease(&store, &t, &["nope"], 10).await.is_empty(),
+            "[{b:?}] unknown"
+        );
+        store
+            .set_queue_paused_audited(&t, &queue("q"), false, draft(&t, "queue.resume"))
+            .await
+            .unwrap();
+        assert_eq!(
+            lease(&store, &t, &["q"], 10).await.len(),
+            2,
+            "[{b:?}] resumed"
+        );
+    }
+}
