@@ -599,6 +599,20 @@ impl Store {
         tenant: &TenantId,
         jobs: Vec<NewJob>,
     ) -> StoreResult<Vec<Enqueued>> {
+        self.enqueue_defaulted(tenant, jobs, &[]).await
+    }
+
+    /// [`Store::enqueue`], where each job `i` with `defaulted[i]` (its `max_attempts` was
+    /// not given) takes its queue's `default_max_attempts` when the queue has one, and
+    /// keeps its own otherwise. The default is read in the enqueue's own statement when
+    /// that is one statement (PostgreSQL, [`Store::enqueue_in_one_statement`]), else
+    /// just before the enqueue.
+    pub async fn enqueue_defaulted(
+        &self,
+        tenant: &TenantId,
+        mut jobs: Vec<NewJob>,
+        defaulted: &[bool],
+    ) -> StoreResult<Vec<Enqueued>> {
         check_batch_dependencies(&jobs)
             .map_err(|e| StoreError::Rejected(Rejection::field(e.field, e.message)))?;
         let mut keys = HashSet::new();
@@ -613,7 +627,22 @@ impl Store {
                 )));
             }
         }
-        let key_list: Vec<&str> = keys.into_iter().collect();
+        drop(keys);
+        if let Some(out) = self
+            .enqueue_in_one_statement(tenant, &jobs, defaulted)
+            .await?
+        {
+            return Ok(out);
+        }
+        if defaulted.iter().any(|d| *d) {
+            self.apply_queue_defaults(tenant, &mut jobs, defaulted)
+                .await?;
+        }
+        // Each key once (checked above).
+        let key_list: Vec<&str> = jobs
+            .iter()
+            .filter_map(|j| j.idempotency_key.as_ref().map(|k| k.as_str()))
+            .collect();
         let mut attempt = 1;
         loop {
             match self.enqueue_once(tenant, &jobs, &key_list).await {
@@ -645,9 +674,6 @@ impl Store {
         jobs: &[NewJob],
         key_list: &[&str],
     ) -> StoreResult<Vec<Enqueued>> {
-        if let Some(out) = self.enqueue_in_one_statement(tenant, jobs).await? {
-            return Ok(out);
-        }
         let mut tx = self.begin_write().await?;
         let out = self
             .enqueue_in_tx(&mut tx, tenant, jobs, key_list, Timestamp::now(), None)
@@ -668,6 +694,7 @@ impl Store {
         &self,
         tenant: &TenantId,
         jobs: &[NewJob],
+        defaulted: &[bool],
     ) -> StoreResult<Option<Vec<Enqueued>>> {
         let plain = |j: &NewJob| {
             j.idempotency_key.is_none() && !j.client_chosen_id && j.depends_on.is_empty()
@@ -682,7 +709,7 @@ impl Store {
             return Ok(None);
         }
         let now = Timestamp::now();
-        let new_jobs: Vec<Job> = jobs
+        let mut new_jobs: Vec<Job> = jobs
             .iter()
             .map(|j| new_job(j, initial_state(j, &[], now), now))
             .collect();
@@ -691,28 +718,67 @@ impl Store {
         let entries = first_entries(&new_jobs, None);
         let ids = entry_ids(&entries);
         let (events, payload) = events_insert(tenant, &entries, &ids);
-        // Parameters: the tenant, the jobs' arrays, the entries' arrays, the outbox row's.
-        let first_event = 2 + rows.columns();
+        // Parameters: the tenant, the jobs' arrays and which take their queue's default,
+        // the entries' arrays, the outbox row's two.
+        let flags = 2 + rows.columns();
+        let first_event = flags + 1;
         let at = first_event + events.columns();
+        // Each job's `max_attempts` column, the queue's default where it applies.
+        let columns = JOBS_INTO.trim_start_matches("jobs (").trim_end_matches(')');
+        let select = columns
+            .split(", ")
+            .map(|c| match c {
+                "max_attempts" => "COALESCE(CASE WHEN x.defaulted THEN (SELECT q.default_max_attempts \
+                     FROM queues q WHERE q.tenant = x.tenant AND q.name = x.queue) END, x.max_attempts)"
+                    .to_owned(),
+                c => format!("x.{c}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
-            "WITH j AS ({} RETURNING 1), e AS ({}) \
-             INSERT INTO outbox (created_at, topic, payload) SELECT ${at}, 'job', ${} WHERE EXISTS (SELECT 1 FROM j)",
-            rows.pg_sql_if(2, "NOT EXISTS (SELECT 1 FROM quotas WHERE tenant = $1)"),
+            "WITH j AS (INSERT INTO {JOBS_INTO} SELECT {select} \
+               FROM unnest({}, ${flags}::text::boolean[]) AS x ({columns}, defaulted) \
+               WHERE NOT EXISTS (SELECT 1 FROM quotas WHERE tenant = $1) RETURNING id, max_attempts), \
+             e AS ({}), \
+             o AS (INSERT INTO outbox (created_at, topic, payload) SELECT ${at}, 'job', ${} WHERE EXISTS (SELECT 1 FROM j)) \
+             SELECT id, max_attempts FROM j",
+            rows.unnest_args(2),
             events.pg_sql_if(first_event, "EXISTS (SELECT 1 FROM j)"),
             at + 1
         );
+        let mut flag_array = String::from("{");
+        for i in 0..jobs.len() {
+            if i > 0 {
+                flag_array.push(',');
+            }
+            flag_array.push(if defaulted.get(i).copied().unwrap_or(false) {
+                't'
+            } else {
+                'f'
+            });
+        }
+        flag_array.push('}');
         let (job_arrays, event_arrays) = (rows.pg_arrays_always(), events.pg_arrays_always());
         let q = sqlx::query(&sql).bind(tenant.as_str());
-        let q = rows.bind_pg(q, &job_arrays);
+        let q = rows.bind_pg(q, &job_arrays).bind(flag_array.as_str());
         let written = events
             .bind_pg(q, &event_arrays)
             .bind(now.as_micros())
             .bind(payload.as_str())
-            .execute(&self.inner.write)
-            .await?
-            .rows_affected();
-        if written == 0 {
+            .fetch_all(&self.inner.write)
+            .await?;
+        if written.is_empty() {
             return Ok(None);
+        }
+        let attempts: HashMap<String, i64> = written
+            .iter()
+            .map(|r| Ok((row::text(r, "id")?, row::int(r, "max_attempts")?)))
+            .collect::<StoreResult<_>>()?;
+        for job in &mut new_jobs {
+            let n = attempts.get(&job.id.to_string()).ok_or_else(|| {
+                StoreError::corrupt("jobs", format!("job {} was not inserted", job.id))
+            })?;
+            job.max_attempts = *n as u32;
         }
         Ok(Some(
             new_jobs
@@ -720,6 +786,34 @@ impl Store {
                 .map(|job| Enqueued { job, created: true })
                 .collect(),
         ))
+    }
+
+    /// Jobs marked in `defaulted` take their queue's `default_max_attempts`, when it has
+    /// one (read from the read pool, before the enqueue's transaction).
+    async fn apply_queue_defaults(
+        &self,
+        tenant: &TenantId,
+        jobs: &mut [NewJob],
+        defaulted: &[bool],
+    ) -> StoreResult<()> {
+        let mut queues: Vec<&str> = jobs
+            .iter()
+            .zip(defaulted)
+            .filter(|(_, d)| **d)
+            .map(|(j, _)| j.queue.as_str())
+            .collect();
+        queues.sort_unstable();
+        queues.dedup();
+        let policies = self.queue_retry_policies(tenant, &queues).await?;
+        for (job, _) in jobs.iter_mut().zip(defaulted).filter(|(_, d)| **d) {
+            if let Some(n) = policies
+                .get(job.queue.as_str())
+                .and_then(|p| p.max_attempts)
+            {
+                job.max_attempts = n;
+            }
+        }
+        Ok(())
     }
 
     /// The body of an enqueue, in the caller's transaction (also used by schedules).

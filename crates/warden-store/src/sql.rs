@@ -189,7 +189,7 @@ impl<'a> Insert<'a> {
     }
 
     /// `$first::text::T1[], …`: each column's array parameter, cast.
-    fn unnest_args(&self, first: usize) -> String {
+    pub(crate) fn unnest_args(&self, first: usize) -> String {
         self.types
             .iter()
             .enumerate()

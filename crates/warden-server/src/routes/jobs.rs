@@ -126,40 +126,6 @@ pub(crate) fn parse_max_attempts(n: Option<i64>) -> Result<u32, String> {
     }
 }
 
-/// Jobs enqueued without `max_attempts` take their queue's default, when it has one.
-async fn apply_queue_defaults(
-    state: &AppState,
-    caller: &Caller,
-    jobs: &mut [NewJob],
-    explicit: &[bool],
-) -> ApiResult<()> {
-    let mut queues: Vec<&str> = jobs
-        .iter()
-        .zip(explicit)
-        .filter(|(_, e)| !**e)
-        .map(|(j, _)| j.queue.as_str())
-        .collect();
-    queues.sort_unstable();
-    queues.dedup();
-    if queues.is_empty() {
-        return Ok(());
-    }
-    let policies = state
-        .store
-        .queue_retry_policies(&caller.tenant, &queues)
-        .await?;
-    for (job, explicit) in jobs.iter_mut().zip(explicit) {
-        if let Some(n) = policies
-            .get(job.queue.as_str())
-            .and_then(|p| p.max_attempts)
-            .filter(|_| !explicit)
-        {
-            job.max_attempts = n;
-        }
-    }
-    Ok(())
-}
-
 fn require_enqueue_scope(caller: &Caller) -> ApiResult<()> {
     if caller.scopes.contains(Scope::Work) || caller.scopes.contains(Scope::Operate) {
         Ok(())
@@ -180,15 +146,17 @@ pub async fn enqueue(
 ) -> ApiResult<Response> {
     require_enqueue_scope(&caller)?;
     let req: EnqueueBody = json_body(&headers, &body)?;
-    let explicit = vec![req.max_attempts.is_some()];
+    // Without `max_attempts`, the queue's default (when it has one) applies.
+    let defaulted = [req.max_attempts.is_none()];
     let mut errors = Vec::new();
     let job = req.into_new_job("", &mut errors);
     let Some(job) = job.filter(|_| errors.is_empty()) else {
         return Err(ApiError::fields(errors));
     };
-    let mut jobs = vec![job];
-    apply_queue_defaults(&state, &caller, &mut jobs, &explicit).await?;
-    let mut done = state.store.enqueue(&caller.tenant, jobs).await?;
+    let mut done = state
+        .store
+        .enqueue_defaulted(&caller.tenant, vec![job], &defaulted)
+        .await?;
     let e = done.remove(0);
     if e.created {
         state.wake_workers_for(&caller.tenant, [(&e.job.queue, &e.job.job_type)]);
@@ -222,7 +190,7 @@ pub async fn enqueue_batch(
             format!("must hold 1 to {MAX_BATCH} jobs"),
         ));
     }
-    let explicit: Vec<bool> = req.jobs.iter().map(|j| j.max_attempts.is_some()).collect();
+    let defaulted: Vec<bool> = req.jobs.iter().map(|j| j.max_attempts.is_none()).collect();
     let mut errors = Vec::new();
     let jobs: Vec<Option<NewJob>> = req
         .jobs
@@ -233,9 +201,11 @@ pub async fn enqueue_batch(
     if !errors.is_empty() {
         return Err(ApiError::fields(errors));
     }
-    let mut jobs: Vec<NewJob> = jobs.into_iter().map(|j| j.expect("no errors")).collect();
-    apply_queue_defaults(&state, &caller, &mut jobs, &explicit).await?;
-    let done = state.store.enqueue(&caller.tenant, jobs).await?;
+    let jobs: Vec<NewJob> = jobs.into_iter().map(|j| j.expect("no errors")).collect();
+    let done = state
+        .store
+        .enqueue_defaulted(&caller.tenant, jobs, &defaulted)
+        .await?;
     /// The batch's answer, serialized straight from the ids (a `serde_json::Value` would
     /// hold a `String` per job first).
     #[derive(serde::Serialize)]

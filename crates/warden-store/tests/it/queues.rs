@@ -298,3 +298,57 @@ async fn concurrent_pauses_of_one_queue_write_one_entry() {
         assert_eq!(audit_size(&store, &t).await, 1, "[{b:?}] one entry");
     }
 }
+
+#[tokio::test]
+async fn jobs_without_max_attempts_take_their_queues_default_in_either_enqueue_path() {
+    use warden_core::jobs::RetryPolicy;
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        // Two enqueues make both queues known to the store (the first creates them), so
+        // that a later plain enqueue is one statement on PostgreSQL.
+        for _ in 0..2 {
+            let jobs = vec![
+                new_job("q", "w", serde_json::json!({})),
+                new_job("plain", "w", serde_json::json!({})),
+            ];
+            store.enqueue(&t, jobs).await.unwrap();
+        }
+        let policy = RetryPolicy {
+            max_attempts: Some(7),
+            ..Default::default()
+        };
+        store
+            .set_queue_retry_audited(&t, &queue("q"), policy, queue_draft(&t, "queue.retry", "q"))
+            .await
+            .unwrap();
+        let mut jobs = vec![
+            new_job("q", "w", serde_json::json!({})),
+            new_job("q", "w", serde_json::json!({})),
+            new_job("plain", "w", serde_json::json!({})),
+        ];
+        jobs[1].max_attempts = 3;
+        jobs[2].max_attempts = 4;
+        // Plain jobs (the one-statement path on PostgreSQL), then the same with an
+        // idempotency key (the transaction, after a read of the defaults).
+        let mut keyed = jobs.clone();
+        for (i, j) in keyed.iter_mut().enumerate() {
+            j.id = warden_core::names::JobId::new();
+            j.idempotency_key =
+                Some(warden_core::names::IdempotencyKey::parse(&format!("k{i}")).unwrap());
+        }
+        for batch in [jobs, keyed] {
+            let done = store
+                .enqueue_defaulted(&t, batch, &[true, false, true])
+                .await
+                .unwrap();
+            let got: Vec<u32> = done.iter().map(|e| e.job.max_attempts).collect();
+            assert_eq!(got, [7, 3, 4], "[{b:?}] default, explicit, no default");
+            for e in &done {
+                let stored = crate::job(&store, &t, e.job.id).await;
+                assert_eq!(stored.max_attempts, e.job.max_attempts, "[{b:?}] as stored");
+            }
+        }
+    }
+}
