@@ -282,11 +282,7 @@ impl AgentTouches {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (tenant.clone(), agent.clone());
-        if let Some((q, t, at)) = map.get(&key)
-            && q == queues
-            && t == types
-            && now.as_micros() - at < AGENT_TOUCH_MICROS
-        {
+        if !Self::stale(&map, &key, queues, types, now) {
             return false;
         }
         if map.len() >= Self::MAX {
@@ -294,6 +290,35 @@ impl AgentTouches {
         }
         map.insert(key, (queues.to_vec(), types.to_vec(), now.as_micros()));
         true
+    }
+
+    /// Whether a lease would touch the agent's row now (nothing is noted).
+    fn would_be_due(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        queues: &[String],
+        types: &[String],
+        now: Timestamp,
+    ) -> bool {
+        let map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Self::stale(&map, &(tenant.clone(), agent.clone()), queues, types, now)
+    }
+
+    /// Whether `key`'s last touch is missing, older than [`AGENT_TOUCH_MICROS`], or wrote
+    /// other queues or types.
+    fn stale(
+        map: &HashMap<(TenantId, AgentId), Touch>,
+        key: &(TenantId, AgentId),
+        queues: &[String],
+        types: &[String],
+        now: Timestamp,
+    ) -> bool {
+        !matches!(map.get(key), Some((q, t, at))
+            if q == queues && t == types && now.as_micros() - at < AGENT_TOUCH_MICROS)
     }
 }
 
@@ -569,6 +594,26 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Whether a lease by this request's agent would refresh the agent's row (its last
+    /// refresh by this node is missing, over 5 s old, or named other queues or types): a
+    /// long-poll's first look must then be a lease, not a read.
+    pub fn lease_registers_agent(&self, tenant: &TenantId, req: &LeaseRequest) -> bool {
+        let queues: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
+        let types: Vec<String> = req
+            .types
+            .iter()
+            .flatten()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        self.inner.agent_touches.would_be_due(
+            tenant,
+            &req.agent_id,
+            &queues,
+            &types,
+            Timestamp::now(),
+        )
     }
 
     /// Whether any job a lease request could claim is ready now (a read; paused queues

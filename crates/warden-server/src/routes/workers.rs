@@ -177,11 +177,15 @@ pub async fn lease(
     let mut first = true;
     loop {
         let for_us = waiter.as_ref().is_some_and(|w| w.looking());
-        // The first round registers the agent; a wake for a job we can take goes straight
-        // to the lease. Any other wake-up that brings nothing for us costs a read, not a
-        // write transaction.
-        let worth_a_try =
-            first || for_us || state.store.has_ready_jobs(&caller.tenant, &req).await?;
+        // A request that will not wait, and the first round of one whose agent's row is
+        // due a refresh, go straight to the lease (which refreshes it), as does a wake for
+        // a job we can take. Any other look — a worker's next long-poll right after its
+        // last jobs, mostly — is a read first: on SQLite it keeps the one writer free
+        // when there is nothing to lease.
+        let straight = for_us
+            || (first
+                && (waiter.is_none() || state.store.lease_registers_agent(&caller.tenant, &req)));
+        let worth_a_try = straight || state.store.has_ready_jobs(&caller.tenant, &req).await?;
         first = false;
         let jobs: Vec<LeasedJob> = if worth_a_try {
             state.store.lease_jobs(&caller.tenant, &req).await?

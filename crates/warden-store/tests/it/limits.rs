@@ -598,3 +598,29 @@ async fn a_one_queue_lease_takes_nothing_from_a_paused_or_unknown_queue() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_lease_registers_its_agent_again_only_when_the_row_is_due_a_refresh() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let req = lease_req(&["q"], 1);
+        assert!(store.lease_registers_agent(&t, &req), "[{b:?}] never seen");
+        store.lease_jobs(&t, &req).await.unwrap();
+        assert!(
+            !store.lease_registers_agent(&t, &req),
+            "[{b:?}] just refreshed"
+        );
+        assert!(
+            store.lease_registers_agent(&t, &lease_req(&["q", "other"], 1)),
+            "[{b:?}] other queues are written to the row"
+        );
+        assert!(
+            store.lease_registers_agent(&tenant("globex"), &req),
+            "[{b:?}] per tenant"
+        );
+        let agents = store.list_agents(&t).await.unwrap();
+        assert_eq!(agents.len(), 1, "[{b:?}] the first lease registered it");
+    }
+}
