@@ -24,6 +24,20 @@ use crate::{Backend, Store, StoreError, StoreResult, row};
 /// Rows a periodic pass handles per transaction.
 const SWEEP_BATCH: i64 = 1_000;
 
+impl LeaseRequest {
+    /// The named queues and types as text, as an agent's row records them.
+    fn names(&self) -> (Vec<String>, Vec<String>) {
+        let queues = self.queues.iter().map(|q| q.as_str().to_owned()).collect();
+        let types = self
+            .types
+            .iter()
+            .flatten()
+            .map(|t| t.as_str().to_owned())
+            .collect();
+        (queues, types)
+    }
+}
+
 /// The jobs a claim took (its rows, in claim order), checked against the state machine:
 /// each row as the claim left it, its attempt already counting this lease.
 fn leased_jobs(rows: &[AnyRow], stamp: &Stamp<'_>) -> StoreResult<Vec<LeasedJob>> {
@@ -600,13 +614,7 @@ impl Store {
     /// refresh by this node is missing, over 5 s old, or named other queues or types): a
     /// long-poll's first look must then be a lease, not a read.
     pub fn lease_registers_agent(&self, tenant: &TenantId, req: &LeaseRequest) -> bool {
-        let queues: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
-        let types: Vec<String> = req
-            .types
-            .iter()
-            .flatten()
-            .map(|t| t.as_str().to_owned())
-            .collect();
+        let (queues, types) = req.names();
         self.inner.agent_touches.would_be_due(
             tenant,
             &req.agent_id,
@@ -653,13 +661,7 @@ impl Store {
         req: &LeaseRequest,
     ) -> StoreResult<Vec<LeasedJob>> {
         let now = Timestamp::now();
-        let queue_names: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
-        let type_names: Vec<String> = req
-            .types
-            .iter()
-            .flatten()
-            .map(|t| t.as_str().to_owned())
-            .collect();
+        let (queue_names, type_names) = req.names();
         let touch =
             self.inner
                 .agent_touches
