@@ -282,7 +282,8 @@ type Touch = (Vec<String>, Vec<String>, i64);
 impl AgentTouches {
     const MAX: usize = 100_000;
 
-    /// Whether the lease must touch the agent's row; if so, it is noted as touched now.
+    /// Whether a lease must touch the agent's row now; if so and `note`, it is noted as
+    /// touched (a lease about to touch it), else nothing is noted (a look ahead).
     fn due(
         &self,
         tenant: &TenantId,
@@ -290,6 +291,7 @@ impl AgentTouches {
         queues: &[String],
         types: &[String],
         now: Timestamp,
+        note: bool,
     ) -> bool {
         let mut map = self
             .0
@@ -299,27 +301,13 @@ impl AgentTouches {
         if !Self::stale(&map, &key, queues, types, now) {
             return false;
         }
-        if map.len() >= Self::MAX {
-            map.clear();
+        if note {
+            if map.len() >= Self::MAX {
+                map.clear();
+            }
+            map.insert(key, (queues.to_vec(), types.to_vec(), now.as_micros()));
         }
-        map.insert(key, (queues.to_vec(), types.to_vec(), now.as_micros()));
         true
-    }
-
-    /// Whether a lease would touch the agent's row now (nothing is noted).
-    fn would_be_due(
-        &self,
-        tenant: &TenantId,
-        agent: &AgentId,
-        queues: &[String],
-        types: &[String],
-        now: Timestamp,
-    ) -> bool {
-        let map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Self::stale(&map, &(tenant.clone(), agent.clone()), queues, types, now)
     }
 
     /// Whether `key`'s last touch is missing, older than [`AGENT_TOUCH_MICROS`], or wrote
@@ -615,12 +603,13 @@ impl Store {
     /// long-poll's first look must then be a lease, not a read.
     pub fn lease_registers_agent(&self, tenant: &TenantId, req: &LeaseRequest) -> bool {
         let (queues, types) = req.names();
-        self.inner.agent_touches.would_be_due(
+        self.inner.agent_touches.due(
             tenant,
             &req.agent_id,
             &queues,
             &types,
             Timestamp::now(),
+            false,
         )
     }
 
@@ -662,10 +651,14 @@ impl Store {
     ) -> StoreResult<Vec<LeasedJob>> {
         let now = Timestamp::now();
         let (queue_names, type_names) = req.names();
-        let touch =
-            self.inner
-                .agent_touches
-                .due(tenant, &req.agent_id, &queue_names, &type_names, now);
+        let touch = self.inner.agent_touches.due(
+            tenant,
+            &req.agent_id,
+            &queue_names,
+            &type_names,
+            now,
+            true,
+        );
         let lease_id = uuid::Uuid::now_v7().to_string();
         let stamp = Stamp {
             lease_id: &lease_id,
