@@ -1056,11 +1056,12 @@ impl Store {
         })
     }
 
-    /// Settle a batch of completions and failures in one transaction. Each item answers in
-    /// request order: `Ok` or the code that refused it (`LEASE_NOT_HELD`, `UNKNOWN_JOB_ID`);
-    /// a refused item changes nothing. Successes release dependents; final failures cancel
-    /// them with `UPSTREAM_FAILED`.
-    pub async fn finish_jobs(
+    /// Settle a batch of completions and failures in one transaction (callers go through
+    /// [`Store::finish_jobs`], which groups them). Each item answers in order: `Ok` or the
+    /// code that refused it (`LEASE_NOT_HELD`, `UNKNOWN_JOB_ID`); a refused item changes
+    /// nothing, and a job named twice is settled by its first item only. Successes release
+    /// dependents; final failures cancel them with `UPSTREAM_FAILED`.
+    pub(crate) async fn settle_finishes(
         &self,
         tenant: &TenantId,
         items: &[FinishItem],

@@ -97,6 +97,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0015_done_retention.sql"),
         include_str!("../migrations/postgres/0015_done_retention.sql"),
     ),
+    (
+        16,
+        "finished_index_predicate",
+        include_str!("../migrations/sqlite/0016_finished_index_predicate.sql"),
+        include_str!("../migrations/postgres/0016_finished_index_predicate.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

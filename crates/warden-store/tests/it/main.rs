@@ -8,6 +8,7 @@ mod archive;
 mod audit;
 mod clients;
 mod cluster;
+mod group_commit;
 mod immutability;
 mod jobs;
 mod ledger;

@@ -1,0 +1,261 @@
+//! Group commit of finishes: the outcomes that workers report while the writer is busy
+//! are settled together, in one transaction, when it is free.
+//!
+//! A busy node has several finish requests waiting on its one writer (SQLite) or its few
+//! connections (PostgreSQL) at any moment; each paid for its own transaction — its
+//! `BEGIN`, its reads, its statements (each a hand-off to the database and back, which
+//! waits for a free runtime thread under load), its commit and, being durable, its disk
+//! flush. Here a finish of a tenant that finds fewer settlings under way than the store
+//! allows at once ([`FinishLanes::new`]: one on SQLite, which has one writer; half the
+//! pool on PostgreSQL, which settles in parallel) starts one — a task of its own, so no
+//! caller is held to serve the others; every finish that arrives while all are busy waits
+//! in the tenant's lane, and when a transaction ends its task takes everything waiting, up
+//! to [`GROUP_ITEMS`] items, into the next one. Nothing waits on a timer: an idle node
+//! settles a lone finish at once, and a busy one gathers exactly what queued while it was
+//! busy (decision 0011).
+//!
+//! Each caller gets the outcomes of its own items, in its order, as if its finish had run
+//! alone right after those gathered before it: items are settled in arrival order, and the
+//! settling already answers a job finished twice (its second finish no longer holds the
+//! lease). A group whose transaction fails is settled again one finish at a time, so a
+//! finish that cannot commit gets its own error and takes no other caller's outcomes with
+//! it.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+use warden_core::names::TenantId;
+use warden_core::reason::ReasonCode;
+
+use crate::leases::{FinishItem, Finished};
+use crate::{Store, StoreResult};
+
+/// The most items one group settles (a finish request carries up to 1,000; the settling
+/// chunks its statements itself).
+pub(crate) const GROUP_ITEMS: usize = 5_000;
+
+/// What one finish is answered.
+pub(crate) type Outcomes = Vec<Result<Finished, ReasonCode>>;
+
+/// One finish waiting for the group it will be settled in.
+#[derive(Debug)]
+struct Waiter {
+    items: Vec<FinishItem>,
+    reply: oneshot::Sender<StoreResult<Outcomes>>,
+}
+
+/// A tenant's finishes waiting while its settlings are under way.
+#[derive(Debug, Default)]
+struct Lane {
+    waiting: Vec<Waiter>,
+    /// Settling tasks running for the tenant.
+    settling: usize,
+}
+
+/// The lanes of the tenants with a settling under way. A tenant has a lane exactly while
+/// a settling task of its runs.
+#[derive(Debug)]
+pub(crate) struct FinishLanes {
+    lanes: Mutex<HashMap<TenantId, Lane>>,
+    /// How many settlings of one tenant may run at once.
+    parallel: usize,
+}
+
+impl FinishLanes {
+    /// Lanes allowing `parallel` (at least one) settlings of a tenant at once.
+    pub(crate) fn new(parallel: usize) -> Self {
+        FinishLanes {
+            lanes: Mutex::default(),
+            parallel: parallel.max(1),
+        }
+    }
+
+    /// Queue a finish; true when the tenant has room for another settling, which the
+    /// caller then starts (it counts as running from here).
+    fn join(&self, tenant: &TenantId, waiter: Waiter) -> bool {
+        let mut lanes = self.lanes.lock().expect("the lanes lock is never poisoned");
+        let lane = lanes.entry(tenant.clone()).or_default();
+        lane.waiting.push(waiter);
+        let start = lane.settling < self.parallel;
+        lane.settling += usize::from(start);
+        start
+    }
+
+    /// The next group for a settling task: the waiting finishes in arrival order, up to
+    /// [`GROUP_ITEMS`] items (at least one finish). None when nothing waits: the task ends
+    /// (and the tenant's lane goes with its last task).
+    fn next_group(&self, tenant: &TenantId) -> Option<Vec<Waiter>> {
+        let mut lanes = self.lanes.lock().expect("the lanes lock is never poisoned");
+        let lane = lanes.get_mut(tenant)?;
+        if lane.waiting.is_empty() {
+            lane.settling -= 1;
+            if lane.settling == 0 {
+                lanes.remove(tenant);
+            }
+            return None;
+        }
+        let mut items = 0;
+        let take = lane
+            .waiting
+            .iter()
+            .take_while(|w| {
+                let first = items == 0;
+                items += w.items.len();
+                first || items <= GROUP_ITEMS
+            })
+            .count();
+        Some(lane.waiting.drain(..take).collect())
+    }
+}
+
+impl Store {
+    /// Settle reported outcomes: each item completes or fails the job it names if the
+    /// lease it presents is still held (`running` under that `lease_id`); a failure retries
+    /// with the queue's backoff or dead-letters the job. Per item, its new state, or
+    /// `LEASE_NOT_HELD` / `UNKNOWN_JOB_ID` (nothing changed for it). Durable, with each
+    /// transition's timeline entry and event.
+    ///
+    /// Finishes that arrive while another of the tenant's is being settled are settled
+    /// together, in one transaction (see [`crate::group_commit`]).
+    pub async fn finish_jobs(
+        &self,
+        tenant: &TenantId,
+        items: &[FinishItem],
+    ) -> StoreResult<Outcomes> {
+        let (reply, answer) = oneshot::channel();
+        let waiter = Waiter {
+            items: items.to_vec(),
+            reply,
+        };
+        if self.inner.finish_lanes.join(tenant, waiter) {
+            let (store, tenant) = (self.clone(), tenant.clone());
+            tokio::spawn(async move { store.settle_lane(&tenant).await });
+        }
+        answer
+            .await
+            .expect("the settling task answers every finish it takes")
+    }
+
+    /// Settle the tenant's waiting finishes, group after group, until none waits.
+    async fn settle_lane(&self, tenant: &TenantId) {
+        while let Some(group) = self.inner.finish_lanes.next_group(tenant) {
+            self.settle_group(tenant, group).await;
+        }
+    }
+
+    /// Settle one group in one transaction and answer each finish its own outcomes; if the
+    /// transaction fails, settle the finishes one by one.
+    async fn settle_group(&self, tenant: &TenantId, group: Vec<Waiter>) {
+        let mut ranges: Vec<Range<usize>> = Vec::with_capacity(group.len());
+        let mut items = Vec::new();
+        let mut replies = Vec::with_capacity(group.len());
+        for w in group {
+            ranges.push(items.len()..items.len() + w.items.len());
+            items.extend(w.items);
+            replies.push(w.reply);
+        }
+        let together = self.settle_finishes(tenant, &items).await;
+        match together {
+            Ok(mut outcomes) => {
+                // Split from the back so each answer is moved out, not copied.
+                for (range, reply) in ranges.into_iter().zip(replies).rev() {
+                    let mine = outcomes.split_off(range.start);
+                    // A caller that went away still had its outcomes committed.
+                    let _ = reply.send(Ok(mine));
+                }
+            }
+            Err(e) if replies.len() == 1 => {
+                let _ = replies.pop().expect("one reply").send(Err(e));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, finishes = replies.len(), "a group of finishes failed; settling them one by one");
+                for (range, reply) in ranges.into_iter().zip(replies) {
+                    let _ = reply.send(self.settle_finishes(tenant, &items[range]).await);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_core::names::JobId;
+
+    use crate::leases::Finish;
+
+    fn waiter(n: usize) -> (Waiter, oneshot::Receiver<StoreResult<Outcomes>>) {
+        let (reply, rx) = oneshot::channel();
+        let items = (0..n)
+            .map(|_| FinishItem {
+                id: JobId::new(),
+                lease_id: "l".into(),
+                finish: Finish::Complete { result: None },
+            })
+            .collect();
+        (Waiter { items, reply }, rx)
+    }
+
+    #[test]
+    fn the_first_finish_starts_a_settling_and_later_ones_wait_in_its_lane() {
+        let lanes = FinishLanes::new(1);
+        let (acme, umbrella) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("umbrella").unwrap(),
+        );
+        assert!(lanes.join(&acme, waiter(1).0), "none runs: start one");
+        assert!(!lanes.join(&acme, waiter(2).0), "one runs: wait");
+        assert!(lanes.join(&umbrella, waiter(1).0), "tenants settle apart");
+        let group = lanes.next_group(&acme).unwrap();
+        assert_eq!(
+            group.iter().map(|w| w.items.len()).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(lanes.next_group(&acme).is_none(), "drained: the lane goes");
+        assert!(
+            lanes.join(&acme, waiter(1).0),
+            "and the next finish starts anew"
+        );
+    }
+
+    #[test]
+    fn up_to_the_parallel_limit_each_finish_starts_a_settling_of_its_own() {
+        let lanes = FinishLanes::new(2);
+        let acme = TenantId::parse("acme").unwrap();
+        assert!(lanes.join(&acme, waiter(1).0));
+        assert!(lanes.join(&acme, waiter(1).0), "a second settling may run");
+        assert!(!lanes.join(&acme, waiter(3).0), "both busy: wait");
+        // Each task takes what waits; the lane lasts until the last task ends.
+        assert_eq!(lanes.next_group(&acme).unwrap().len(), 3);
+        assert!(lanes.next_group(&acme).is_none(), "one task ends");
+        assert!(
+            lanes.join(&acme, waiter(1).0),
+            "room again for a second settling"
+        );
+        assert_eq!(lanes.next_group(&acme).unwrap().len(), 1);
+        assert!(lanes.next_group(&acme).is_none());
+        assert!(lanes.next_group(&acme).is_none(), "the last task ends");
+        assert!(
+            lanes.lanes.lock().unwrap().is_empty(),
+            "and the lane is gone"
+        );
+    }
+
+    #[test]
+    fn a_group_stops_at_the_item_cap_but_always_takes_one_finish() {
+        let lanes = FinishLanes::new(1);
+        let acme = TenantId::parse("acme").unwrap();
+        lanes.join(&acme, waiter(GROUP_ITEMS + 1).0);
+        lanes.join(&acme, waiter(GROUP_ITEMS - 1).0);
+        lanes.join(&acme, waiter(1).0);
+        let sizes = |g: Vec<Waiter>| g.iter().map(|w| w.items.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(lanes.next_group(&acme).unwrap()), [GROUP_ITEMS + 1]);
+        assert_eq!(
+            sizes(lanes.next_group(&acme).unwrap()),
+            [GROUP_ITEMS - 1, 1]
+        );
+        assert!(lanes.next_group(&acme).is_none());
+    }
+}
