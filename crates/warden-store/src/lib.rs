@@ -299,7 +299,7 @@ struct Inner {
     known_queues: KnownQueues,
     /// Agents whose rows a lease of this node refreshed lately.
     agent_touches: leases::AgentTouches,
-    /// Finishes waiting to be settled together ([`group_commit`]).
+    /// Finishes waiting to be settled together (SQLite, [`group_commit`]).
     finish_lanes: group_commit::FinishLanes,
     /// Where the next lease starts its round over the queues it names (fairness).
     rotation: std::sync::atomic::AtomicUsize,
@@ -491,10 +491,7 @@ impl Store {
                 begin_soft,
                 known_queues: KnownQueues::default(),
                 agent_touches: leases::AgentTouches::default(),
-                finish_lanes: group_commit::FinishLanes::new(match backend {
-                    Backend::Sqlite => 1,
-                    Backend::Postgres => options.max_connections as usize / 2,
-                }),
+                finish_lanes: group_commit::FinishLanes::default(),
                 rotation: std::sync::atomic::AtomicUsize::new(0),
                 url: DbUrl(options.url.clone()),
                 master_key: options.master_key.clone(),
