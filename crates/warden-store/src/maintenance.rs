@@ -217,7 +217,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_mover_finds_finished_jobs_through_the_partial_index_on_sqlite() {
-        let store = TestDb::sqlite().open().await;
+        let db = TestDb::sqlite();
+        let store = db.open().await;
         let sql = format!(
             "EXPLAIN QUERY PLAN SELECT tenant, id, queue, state FROM jobs \
              WHERE ({FINISHED}) AND updated_at < 1 ORDER BY updated_at LIMIT 10"
