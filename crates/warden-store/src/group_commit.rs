@@ -32,7 +32,7 @@ use warden_core::names::TenantId;
 use warden_core::reason::ReasonCode;
 
 use crate::leases::{FinishItem, Finished};
-use crate::{Backend, Store, StoreResult};
+use crate::{Backend, Store, StoreError, StoreResult};
 
 /// The most items one group settles (a finish request carries up to 1,000; the settling
 /// chunks its statements itself).
@@ -100,6 +100,30 @@ impl FinishLanes {
             .count();
         Some(lane.waiting.drain(..take).collect())
     }
+
+    /// Drop the tenant's lane and the finishes waiting in it (their callers get an error):
+    /// for a settling task that ends without draining it — it panicked, or the runtime is
+    /// shutting down — so that the next finish starts a new one instead of waiting for a
+    /// task that is gone.
+    fn abandon(&self, tenant: &TenantId) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        lanes.remove(tenant);
+    }
+}
+
+/// Abandons the tenant's lane unless the settling task drained it.
+struct DrainGuard<'a> {
+    lanes: &'a FinishLanes,
+    tenant: &'a TenantId,
+    drained: bool,
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if !self.drained {
+            self.lanes.abandon(self.tenant);
+        }
+    }
 }
 
 impl Store {
@@ -128,16 +152,24 @@ impl Store {
             let (store, tenant) = (self.clone(), tenant.clone());
             tokio::spawn(async move { store.settle_lane(&tenant).await });
         }
+        // No answer: the settling task ended without reaching this finish (`DrainGuard`).
         answer
             .await
-            .expect("the settling task answers every finish it takes")
+            .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))?
     }
 
     /// Settle the tenant's waiting finishes, group after group, until none waits.
     async fn settle_lane(&self, tenant: &TenantId) {
-        while let Some(group) = self.inner.finish_lanes.next_group(tenant) {
+        let lanes = &self.inner.finish_lanes;
+        let mut guard = DrainGuard {
+            lanes,
+            tenant,
+            drained: false,
+        };
+        while let Some(group) = lanes.next_group(tenant) {
             self.settle_group(tenant, group).await;
         }
+        guard.drained = true;
     }
 
     /// Settle one group in one transaction and answer each finish its own outcomes; if the
@@ -218,6 +250,34 @@ mod tests {
             lanes.join(&acme, waiter(1).0),
             "and the next finish starts anew"
         );
+    }
+
+    #[test]
+    fn an_abandoned_lane_answers_its_waiters_with_an_error_and_the_next_finish_starts_anew() {
+        let lanes = FinishLanes::default();
+        let acme = TenantId::parse("acme").unwrap();
+        let (first, mut first_rx) = waiter(1);
+        let (second, mut second_rx) = waiter(1);
+        assert!(lanes.join(&acme, first));
+        assert!(!lanes.join(&acme, second));
+        let taken = lanes.next_group(&acme).unwrap();
+        assert_eq!(taken.len(), 2);
+        // The task dies holding the group, with one more finish waiting.
+        let (third, mut third_rx) = waiter(1);
+        assert!(!lanes.join(&acme, third));
+        drop(DrainGuard {
+            lanes: &lanes,
+            tenant: &acme,
+            drained: false,
+        });
+        drop(taken);
+        for rx in [&mut first_rx, &mut second_rx, &mut third_rx] {
+            assert!(
+                matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Closed)),
+                "no answer will come: the caller errs"
+            );
+        }
+        assert!(lanes.join(&acme, waiter(1).0), "a new settling starts");
     }
 
     #[test]
