@@ -7,7 +7,9 @@ Starts the release `warden serve` on a fresh store, enqueues JOBS jobs (default
 phase of STEADY_SECS (default 600): a producer enqueues RATE jobs/s (default 500) and a
 consumer leases and finishes them in batches, while RSS is sampled every 5 s. Prints
 the samples and a summary: RSS with the backlog queued, and the first, median and last
-RSS of the steady phase (flat = the last is within a few MiB of the first).
+RSS of the steady phase (flat = the last is within a few MiB of the first). With the
+backlog queued it also times READS (default 20) reads of the queue's depth, the queue
+list and /metrics (median ms): what a dashboard refresh and a scrape cost at that size.
 
     python3 bench/memory.py                       # SQLite under a temp dir
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_mem python3 bench/memory.py
@@ -32,6 +34,7 @@ JOBS = int(os.environ.get("JOBS", "1000000"))
 STEADY_SECS = int(os.environ.get("STEADY_SECS", "600"))
 RATE = int(os.environ.get("RATE", "500"))
 PORT = int(os.environ.get("PORT", "18431"))
+READS = int(os.environ.get("READS", "20"))
 DATABASE_URL = os.environ.get("DATABASE_URL")
 URL = f"http://127.0.0.1:{PORT}"
 
@@ -60,7 +63,10 @@ def call(method, path, token=None, body=None, form=None, auth=None):
         headers["authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
     req = urllib.request.Request(URL + path, data=data, headers=headers, method=method)
     with urllib.request.urlopen(req, timeout=120) as r:
-        return json.loads(r.read() or b"null")
+        body = r.read()
+        if "json" not in r.headers.get("content-type", "json"):
+            return body.decode()
+        return json.loads(body or b"null")
 
 
 def main():
@@ -102,6 +108,17 @@ def main():
         time.sleep(5)
         backlog_rss = rss_mib(server.pid)
         print(f"{JOBS:,} jobs queued in {queued_secs:.1f} s; RSS {backlog_rss:.1f} MiB", flush=True)
+        # What a dashboard refresh and a metrics scrape cost with the backlog queued.
+        reads = {}
+        for name, path in [("queue_show", "/api/v1/queues/backlog"), ("queues_list", "/api/v1/queues"),
+                           ("metrics", "/metrics")]:
+            took = []
+            for _ in range(READS):
+                started = time.perf_counter()
+                call("GET", path, token)
+                took.append((time.perf_counter() - started) * 1000)
+            reads[name] = round(statistics.median(took), 2)
+        print(f"median ms of {READS} reads with the backlog queued: {reads}", flush=True)
 
         # Steady phase: produce RATE/s on another queue, consume the same.
         stop = threading.Event()
@@ -138,6 +155,7 @@ def main():
             "jobs_queued": JOBS,
             "backend": "postgres" if DATABASE_URL else "sqlite",
             "rss_backlog_mib": round(backlog_rss, 1),
+            "read_ms_with_backlog": reads,
             "steady_secs": STEADY_SECS,
             "steady_rate": RATE,
             "rss_steady_first_mib": round(samples[0], 1) if samples else None,

@@ -192,9 +192,9 @@ pub struct Processing {
     pub cpu: CpuUse,
 }
 
-/// How often the queue's depth is polled. A poll counts the queue's jobs by state (about
-/// 10 ms of server time with 50,000 jobs on SQLite), so polling much faster would steal a
-/// noticeable share of the 2 cores from the work being measured; the end is seen at most
+/// How often the queue's depth is polled, as the peers' harness does (`bench/peers`). A
+/// poll reads Warden's depth counters (about 1 ms; decision 0012), but the peers' polls
+/// are counts, so the same period keeps the comparison even; the end is seen at most
 /// this late (plus one poll), i.e. about 1 % of a 10 s run.
 const POLL_EVERY: Duration = Duration::from_millis(100);
 

@@ -634,6 +634,9 @@ async fn sweep_jobs(state: &AppState) {
     if let Err(e) = state.store.prune_queue_stats().await {
         tracing::warn!(error = %e, "could not prune queue statistics; will retry");
     }
+    if let Err(e) = state.store.fold_depth_deltas().await {
+        tracing::warn!(error = %e, "could not fold queue-depth deltas; will retry");
+    }
 }
 
 /// Move jobs finished more than `jobs.archive_after_secs` ago out of the hot table, then

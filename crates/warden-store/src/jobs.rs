@@ -255,7 +255,33 @@ async fn insert_jobs(
         insert.row([tenant.as_str().into(), job.into(), dep.into()]);
     }
     insert.execute(conn).await?;
-    Ok(())
+    count_inserted(conn, tenant, jobs).await
+}
+
+/// On SQLite, add the new jobs to the queue-depth counters, once per (queue, state) of the
+/// batch. Every other change of a job is counted by the triggers of migration 0017, and
+/// on PostgreSQL inserts too (one statement trigger per insert); a row trigger on SQLite
+/// cost 1.2 µs per job, 8 % of a batch enqueue, and this function is the one path by
+/// which jobs enter SQLite's `jobs` (enqueue, schedules, replays).
+async fn count_inserted(
+    conn: &mut AnyConnection,
+    tenant: &TenantId,
+    jobs: &[Job],
+) -> StoreResult<()> {
+    if conn.backend_name() != "SQLite" {
+        return Ok(());
+    }
+    let mut counts: std::collections::BTreeMap<(&str, &str, &str), i64> = Default::default();
+    for j in jobs {
+        *counts
+            .entry((tenant.as_str(), j.queue.as_str(), j.state.as_str()))
+            .or_default() += 1;
+    }
+    let counts: Vec<_> = counts
+        .into_iter()
+        .map(|((t, q, s), n)| (t, q, s, n))
+        .collect();
+    crate::maintenance::add_counts(conn, "jobs_depth", &counts).await
 }
 
 /// Write timeline entries, and their transition events to the outbox, in statements of

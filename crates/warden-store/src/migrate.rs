@@ -103,6 +103,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0016_finished_index_predicate.sql"),
         include_str!("../migrations/postgres/0016_finished_index_predicate.sql"),
     ),
+    (
+        17,
+        "queue_depth",
+        include_str!("../migrations/sqlite/0017_queue_depth.sql"),
+        include_str!("../migrations/postgres/0017_queue_depth.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

@@ -15,7 +15,7 @@ use warden_core::time::Timestamp;
 pub use warden_core::limits::QueueLimits;
 
 use crate::sql::list_placeholders;
-use crate::{Store, StoreError, StoreResult, audit, outbox, row};
+use crate::{Backend, Store, StoreError, StoreResult, audit, outbox, row};
 
 /// A queue as served by `GET /api/v1/queues/{name}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -178,13 +178,15 @@ impl Store {
         if queues.is_empty() {
             return Ok(());
         }
-        // Hot jobs counted, moved ones from the mover's counters.
+        // The counters the triggers keep for hot jobs (migration 0017), the deltas not yet
+        // folded into them (PostgreSQL), and the mover's counters of moved jobs.
         let names = list_placeholders(queues.len(), 2);
         let sql = format!(
             "SELECT queue, state, CAST(SUM(n) AS BIGINT) AS n FROM ( \
-               SELECT queue, state, COUNT(*) AS n FROM jobs WHERE tenant = $1 AND queue IN ({names}) GROUP BY queue, state \
+               SELECT queue, state, n FROM jobs_depth WHERE tenant = $1 AND queue IN ({names}) \
+               UNION ALL SELECT queue, state, n FROM jobs_depth_deltas WHERE tenant = $1 AND queue IN ({names}) \
                UNION ALL SELECT queue, state, n FROM jobs_done_counts WHERE tenant = $1 AND queue IN ({names}) \
-             ) AS c GROUP BY queue, state"
+             ) AS c GROUP BY queue, state HAVING SUM(n) <> 0"
         );
         let mut q = sqlx::query(&sql).bind(tenant.as_str());
         for v in queues.iter() {
@@ -301,11 +303,16 @@ impl Store {
     }
 
     /// Jobs in the unfinished states, per tenant, queue and state, across tenants (for
-    /// `/metrics`; finished jobs are counted by the finish counters instead).
+    /// `/metrics`; finished jobs are counted by the finish counters instead). A queue that
+    /// drained reads 0 rather than vanishing. Reads the counters of migration 0017: the
+    /// cost does not grow with the number of jobs.
     pub async fn live_depths(&self) -> StoreResult<Vec<(String, String, JobState, i64)>> {
         let rows = sqlx::query(
-            "SELECT tenant, queue, state, COUNT(*) AS n FROM jobs \
-             WHERE state IN ('pending', 'available', 'running', 'retrying') GROUP BY tenant, queue, state",
+            "SELECT tenant, queue, state, CAST(SUM(n) AS BIGINT) AS n FROM ( \
+               SELECT tenant, queue, state, n FROM jobs_depth \
+               UNION ALL SELECT tenant, queue, state, n FROM jobs_depth_deltas \
+             ) AS c WHERE state IN ('pending', 'available', 'running', 'retrying') \
+             GROUP BY tenant, queue, state",
         )
         .fetch_all(self.read_pool())
         .await?;
@@ -321,6 +328,28 @@ impl Store {
                 ))
             })
             .collect()
+    }
+
+    /// Fold the queue-depth deltas that PostgreSQL's triggers append into the counters
+    /// (run by the leader each sweep; SQLite's triggers update the counters in place and
+    /// leave nothing to fold). Deleting and adding happen in one statement, so a reader
+    /// sees each delta either still pending or folded, never both nor neither; two nodes
+    /// folding at once each take a delta at most once. Returns how many deltas were folded.
+    pub async fn fold_depth_deltas(&self) -> StoreResult<u64> {
+        if self.backend() != Backend::Postgres {
+            return Ok(0);
+        }
+        let r = sqlx::query(
+            "WITH d AS (DELETE FROM jobs_depth_deltas RETURNING tenant, queue, state, n), \
+                  s AS (INSERT INTO jobs_depth (tenant, queue, state, n) \
+                        SELECT tenant, queue, state, SUM(n) FROM d GROUP BY tenant, queue, state \
+                        ORDER BY tenant, queue, state \
+                        ON CONFLICT (tenant, queue, state) DO UPDATE SET n = jobs_depth.n + excluded.n) \
+             SELECT COUNT(*) AS n FROM d",
+        )
+        .fetch_one(&self.inner.write)
+        .await?;
+        Ok(row::int(&r, "n")? as u64)
     }
 
     /// Forget queue statistics older than the longest window (run by the leader).

@@ -422,3 +422,221 @@ async fn expired_moved_jobs_are_deleted_with_their_timelines_unless_a_job_depend
         assert_rejected(b, gone, ReasonCode::UnknownJobId);
     }
 }
+
+/// Every (tenant, queue, state) with its number of jobs, hot and moved, counted row by row
+/// around the store: what the queue-depth counters must always agree with.
+async fn counted(url: &str) -> std::collections::BTreeMap<(String, String, String), i64> {
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    let rows = sqlx::query(
+        "SELECT tenant, queue, state, CAST(COUNT(*) AS BIGINT) AS n FROM ( \
+           SELECT tenant, queue, state FROM jobs UNION ALL SELECT tenant, queue, state FROM jobs_done \
+         ) AS j GROUP BY tenant, queue, state",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|r| {
+            let text = |c: &str| sqlx::Row::try_get::<String, _>(r, c).unwrap();
+            let n = sqlx::Row::try_get::<i64, _>(r, "n").unwrap();
+            ((text("tenant"), text("queue"), text("state")), n)
+        })
+        .collect()
+}
+
+/// The depths the store serves for every queue of `counted`, in the same shape.
+async fn served(
+    store: &Store,
+    of: &std::collections::BTreeMap<(String, String, String), i64>,
+) -> std::collections::BTreeMap<(String, String, String), i64> {
+    let mut queues: Vec<(String, String)> =
+        of.keys().map(|(t, q, _)| (t.clone(), q.clone())).collect();
+    queues.dedup();
+    let mut out = std::collections::BTreeMap::new();
+    for (t, q) in queues {
+        let v = store
+            .get_queue(&tenant(&t), &queue(&q))
+            .await
+            .unwrap()
+            .unwrap();
+        for (state, n) in v.depth {
+            if n != 0 {
+                out.insert((t.clone(), q.clone(), state.to_string()), n);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn queue_depth_counters_agree_with_the_rows_through_every_kind_of_transition() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let (acme, globex) = (tenant("acme"), tenant("globex"));
+        let check = |step: &'static str| {
+            let (store, url) = (store.clone(), db.url.clone());
+            async move {
+                let rows = counted(&url).await;
+                assert_eq!(served(&store, &rows).await, rows, "[{b:?}] after {step}");
+                // The metrics' reading of unfinished jobs agrees too.
+                let live: std::collections::BTreeMap<_, _> = store
+                    .live_depths()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|(_, _, _, n)| *n != 0)
+                    .map(|(t, q, s, n)| ((t, q, s.as_str().to_owned()), n))
+                    .collect();
+                let unfinished: std::collections::BTreeMap<_, _> = rows
+                    .into_iter()
+                    .filter(|((_, _, s), _)| !JobState::parse(s).unwrap().is_terminal())
+                    .collect();
+                assert_eq!(live, unfinished, "[{b:?}] /metrics after {step}");
+            }
+        };
+        let mut mail = Vec::new();
+        for i in 0..12 {
+            mail.push(enqueue_one(&store, &acme, new_job("mail", "send", json!({ "i": i }))).await);
+        }
+        enqueue_one(&store, &acme, dependent_job("mail", vec![mail[2].id])).await;
+        let other = enqueue_one(&store, &acme, new_job("other", "send", json!({}))).await;
+        enqueue_one(&store, &acme, new_job("slow", "send", json!({}))).await;
+        enqueue_one(&store, &globex, new_job("mail", "send", json!({}))).await;
+        check("enqueue").await;
+
+        // Succeed, retry, dead-letter (cascading to the dependent).
+        work_off(&store, &acme, "mail", |i| match i % 3 {
+            0 => ok(),
+            1 => Finish::Fail {
+                error: "again".into(),
+                retryable: true,
+            },
+            _ => fatal(),
+        })
+        .await;
+        check("finishes").await;
+        store
+            .cancel_job_audited(&acme, other.id, job_draft(&acme, "job.cancel", other.id))
+            .await
+            .unwrap();
+        store
+            .replay_job_audited(
+                &acme,
+                mail[2].id,
+                job_draft(&acme, "job.replay", mail[2].id),
+            )
+            .await
+            .unwrap();
+        check("cancel and replay").await;
+
+        // A lease that runs out returns its job.
+        let short = LeaseRequest {
+            agent_id: AgentId::parse("w").unwrap(),
+            queues: vec![queue("slow")],
+            types: None,
+            max_jobs: 10,
+            lease_secs: 1,
+        };
+        assert_eq!(
+            store.lease_jobs(&acme, &short).await.unwrap().len(),
+            1,
+            "[{b:?}]"
+        );
+        check("lease").await;
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        assert_eq!(store.recover_expired_leases().await.unwrap(), 1, "[{b:?}]");
+        store.promote_due_jobs().await.unwrap();
+        check("lease expiry").await;
+
+        assert!(archive_all(&store).await > 0, "[{b:?}]");
+        check("the mover").await;
+        // A bulk replay of moved and hot jobs (a path of its own into the table).
+        let ids: Vec<JobId> = mail.iter().map(|j| j.id).collect();
+        let chunk = store.prepare_replay(&acme, &ids).await.unwrap();
+        store
+            .replay_chunk_audited(
+                &acme,
+                chunk,
+                &job_draft(&acme, "job.replay", ids[0]),
+                "bulk-1",
+            )
+            .await
+            .unwrap();
+        check("bulk replay").await;
+        let now = Timestamp::now().saturating_add_micros(1);
+        assert!(
+            store.purge_done_jobs(now, 100).await.unwrap() > 0,
+            "[{b:?}]"
+        );
+        check("retention").await;
+
+        // Folding (PostgreSQL's deltas into its counters) changes no reading.
+        let folded = store.fold_depth_deltas().await.unwrap();
+        assert_eq!(
+            folded > 0,
+            b == warden_store::Backend::Postgres,
+            "[{b:?}] {folded}"
+        );
+        assert_eq!(
+            store.fold_depth_deltas().await.unwrap(),
+            0,
+            "[{b:?}] all folded"
+        );
+        check("folding").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_depth_counters_stay_exact_under_concurrent_work_and_folding() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let folder = {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.fold_depth_deltas().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let t = tenant("acme");
+                    for round in 0..5 {
+                        let jobs = (0..20)
+                            .map(|i| new_job("mail", "send", json!({ "w": w, "r": round, "i": i })))
+                            .collect();
+                        store.enqueue(&t, jobs).await.unwrap();
+                        work_off(
+                            &store,
+                            &t,
+                            "mail",
+                            |i| if i % 4 == 0 { fatal() } else { ok() },
+                        )
+                        .await;
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.await.unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        folder.await.unwrap();
+        let rows = counted(&db.url).await;
+        assert_eq!(rows.values().sum::<i64>(), 400, "[{b:?}]");
+        assert_eq!(served(&store, &rows).await, rows, "[{b:?}]");
+        store.fold_depth_deltas().await.unwrap();
+        assert_eq!(served(&store, &rows).await, rows, "[{b:?}] folded");
+    }
+}
