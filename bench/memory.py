@@ -9,7 +9,9 @@ consumer leases and finishes them in batches, while RSS is sampled every 5 s. Pr
 the samples and a summary: RSS with the backlog queued, and the first, median and last
 RSS of the steady phase (flat = the last is within a few MiB of the first). With the
 backlog queued it also times READS (default 20) reads of the queue's depth, the queue
-list and /metrics (median ms): what a dashboard refresh and a scrape cost at that size.
+list and /metrics, and single enqueues (median ms): what a dashboard refresh, a scrape and
+an enqueue cost at that size. QUOTA=N sets the tenant's `max_queued` to N first, so each
+enqueue checks the tenant's queued jobs against it.
 
     python3 bench/memory.py                       # SQLite under a temp dir
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_mem python3 bench/memory.py
@@ -35,6 +37,7 @@ STEADY_SECS = int(os.environ.get("STEADY_SECS", "600"))
 RATE = int(os.environ.get("RATE", "500"))
 PORT = int(os.environ.get("PORT", "18431"))
 READS = int(os.environ.get("READS", "20"))
+QUOTA = int(os.environ.get("QUOTA", "0"))
 DATABASE_URL = os.environ.get("DATABASE_URL")
 URL = f"http://127.0.0.1:{PORT}"
 
@@ -95,6 +98,13 @@ def main():
         token = call("POST", "/oauth/token", form="grant_type=client_credentials",
                      auth=f"{cred['client_id']}:{cred['client_secret']}")["access_token"]
         print(f"server pid {server.pid}, RSS at start {rss_mib(server.pid):.1f} MiB", flush=True)
+        if QUOTA:
+            # A tenant quota makes every enqueue check the tenant's queued jobs.
+            elevated = call("POST", "/oauth/token",
+                            form="grant_type=client_credentials&scope=orch:quota"
+                                 "&quota_reason=benchmark&quota_ticket=BENCH-1",
+                            auth=f"{cred['client_id']}:{cred['client_secret']}")["access_token"]
+            call("PUT", "/api/v1/quota", elevated, {"max_queued": QUOTA})
 
         t0 = time.time()
         batch = 10_000
@@ -118,6 +128,12 @@ def main():
                 call("GET", path, token)
                 took.append((time.perf_counter() - started) * 1000)
             reads[name] = round(statistics.median(took), 2)
+        took = []
+        for _ in range(READS):
+            started = time.perf_counter()
+            call("POST", "/api/v1/jobs", token, {"queue": "probe", "type": "noop", "payload": {}})
+            took.append((time.perf_counter() - started) * 1000)
+        reads["enqueue_one"] = round(statistics.median(took), 2)
         print(f"median ms of {READS} reads with the backlog queued: {reads}", flush=True)
 
         # Steady phase: produce RATE/s on another queue, consume the same.

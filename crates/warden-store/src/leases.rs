@@ -793,7 +793,7 @@ impl Store {
             && let Some((q, _)) = quota_row(tx, tenant, lock).await?
             && let Some(max) = q.max_running
         {
-            let running = count_in_states(tx, tenant, None, "'running'", max).await?;
+            let running = count_in_states(tx, tenant, None, "'running'").await?;
             budget = budget.min(max.saturating_sub(running));
         }
         if budget == 0 {
@@ -816,8 +816,7 @@ impl Store {
             lane.tat = row::opt_int(&r, "lease_tat")?;
             lane.done = row::boolean(&r, "paused")?;
             if let Some(max) = lane.limits.max_concurrency {
-                let running =
-                    count_in_states(tx, tenant, Some(&lane.name), "'running'", max).await?;
+                let running = count_in_states(tx, tenant, Some(&lane.name), "'running'").await?;
                 lane.room = max.saturating_sub(running);
             }
         }

@@ -66,13 +66,15 @@ pub(crate) async fn quota_row(
     )))
 }
 
-/// Jobs of the tenant in `states`, counting at most `cap` (a bounded scan of the index).
+/// Jobs of the tenant (of one queue, when given) in `states`, from the queue-depth
+/// counters (decision 0012): constant time however many jobs are queued, where a count of
+/// the rows cost O(limit) per enqueue or lease. The counters move in the transaction of
+/// each change, so this reads what a `COUNT(*)` would under the same snapshot.
 pub(crate) async fn count_in_states(
     conn: &mut AnyConnection,
     tenant: &TenantId,
     queue: Option<&QueueName>,
     states: &str,
-    cap: u64,
 ) -> StoreResult<u64> {
     let queue_clause = if queue.is_some() {
         " AND queue = $2"
@@ -80,15 +82,17 @@ pub(crate) async fn count_in_states(
         ""
     };
     let sql = format!(
-        "SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs WHERE tenant = $1{queue_clause} AND state IN ({states}) LIMIT {}) AS s",
-        cap.min(i64::MAX as u64)
+        "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM ( \
+           SELECT n FROM jobs_depth WHERE tenant = $1{queue_clause} AND state IN ({states}) \
+           UNION ALL SELECT n FROM jobs_depth_deltas WHERE tenant = $1{queue_clause} AND state IN ({states}) \
+         ) AS c"
     );
     let mut q = sqlx::query(&sql).bind(tenant.as_str());
     if let Some(name) = queue {
         q = q.bind(name.as_str());
     }
     let r = q.fetch_one(&mut *conn).await?;
-    Ok(row::int(&r, "n")? as u64)
+    Ok(row::int(&r, "n")?.max(0) as u64)
 }
 
 /// The states that count against `max_queued`.
@@ -111,7 +115,7 @@ pub(crate) async fn admit_enqueue(
         return Ok(());
     };
     if let Some(max) = quota.max_queued {
-        let queued = count_in_states(conn, tenant, None, QUEUED_STATES, max + 1).await?;
+        let queued = count_in_states(conn, tenant, None, QUEUED_STATES).await?;
         if queued + fresh > max {
             return Err(StoreError::Rejected(Rejection {
                 retry_after: Some(1),

@@ -624,3 +624,42 @@ async fn a_lease_registers_its_agent_again_only_when_the_row_is_due_a_refresh() 
         assert_eq!(agents.len(), 1, "[{b:?}] the first lease registered it");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_leases_never_exceed_max_concurrency_read_from_the_counters() {
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        fill(&store, &t, "q", 40).await;
+        store
+            .set_queue_limits_audited(
+                &t,
+                &queue("q"),
+                limits(None, None, Some(7)),
+                draft(&t, "queue.limits"),
+            )
+            .await
+            .unwrap();
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, t) = (store.clone(), t.clone());
+                tokio::spawn(async move { lease(&store, &t, &["q"], 3).await.len() })
+            })
+            .collect();
+        let mut leased = 0;
+        for c in calls {
+            leased += c.await.unwrap();
+        }
+        assert_eq!(
+            leased, 7,
+            "[{b:?}] eight racing leases fill exactly the seven slots"
+        );
+        // Folding PostgreSQL's deltas changes nothing a lease reads.
+        store.fold_depth_deltas().await.unwrap();
+        assert!(
+            lease(&store, &t, &["q"], 3).await.is_empty(),
+            "[{b:?}] full"
+        );
+    }
+}
