@@ -234,10 +234,13 @@ async fn insert_jobs(
     jobs: &[Job],
     actor: Option<&str>,
 ) -> StoreResult<()> {
+    let sqlite = conn.backend_name() == "SQLite";
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
         let texts = job_texts(chunk);
         let insert = jobs_insert(tenant, chunk, &texts);
-        insert_events_after(conn, tenant, &first_entries(chunk, actor), Some(&insert)).await?;
+        let counts = sqlite.then(|| depth_counts(tenant, chunk));
+        let entries = first_entries(chunk, actor);
+        insert_events_after(conn, tenant, &entries, Some(&insert), counts.as_ref()).await?;
     }
     let edges: Vec<(String, String)> = jobs
         .iter()
@@ -255,33 +258,32 @@ async fn insert_jobs(
         insert.row([tenant.as_str().into(), job.into(), dep.into()]);
     }
     insert.execute(conn).await?;
-    count_inserted(conn, tenant, jobs).await
+    Ok(())
 }
 
-/// On SQLite, add the new jobs to the queue-depth counters, once per (queue, state) of the
-/// batch. Every other change of a job is counted by the triggers of migration 0017, and
-/// on PostgreSQL inserts too (one statement trigger per insert); a row trigger on SQLite
-/// cost 1.2 µs per job, 8 % of a batch enqueue, and this function is the one path by
-/// which jobs enter SQLite's `jobs` (enqueue, schedules, replays).
-async fn count_inserted(
-    conn: &mut AnyConnection,
-    tenant: &TenantId,
-    jobs: &[Job],
-) -> StoreResult<()> {
-    if conn.backend_name() != "SQLite" {
-        return Ok(());
-    }
-    let mut counts: std::collections::BTreeMap<(&str, &str, &str), i64> = Default::default();
+/// SQLite: the new jobs' additions to the queue-depth counters, one row per (queue, state)
+/// of the chunk, sent in the same call as the jobs. Every other change of a job is counted
+/// by the triggers of migration 0017, and on PostgreSQL inserts too (one statement trigger
+/// per insert); a row trigger on SQLite cost 1.2 µs per job, 8 % of a batch enqueue, and
+/// [`insert_jobs`] is the one path by which jobs enter SQLite's `jobs` (enqueue, schedules,
+/// replays).
+fn depth_counts<'a>(tenant: &'a TenantId, jobs: &'a [Job]) -> Insert<'a> {
+    let mut counts: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
     for j in jobs {
         *counts
-            .entry((tenant.as_str(), j.queue.as_str(), j.state.as_str()))
+            .entry((j.queue.as_str(), j.state.as_str()))
             .or_default() += 1;
     }
-    let counts: Vec<_> = counts
-        .into_iter()
-        .map(|((t, q, s), n)| (t, q, s, n))
-        .collect();
-    crate::maintenance::add_counts(conn, "jobs_depth", &counts).await
+    let mut insert = Insert::new(
+        "jobs_depth (tenant, queue, state, n)",
+        &["text", "text", "text", "bigint"],
+    )
+    .suffix("ON CONFLICT (tenant, queue, state) DO UPDATE SET n = jobs_depth.n + excluded.n")
+    .with_capacity(counts.len());
+    for ((queue, state), n) in counts {
+        insert.row([tenant.as_str().into(), queue.into(), state.into(), n.into()]);
+    }
+    insert
 }
 
 /// Write timeline entries, and their transition events to the outbox, in statements of
@@ -292,7 +294,7 @@ pub(crate) async fn insert_events(
     events: &[(JobId, TimelineEntry)],
 ) -> StoreResult<()> {
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        insert_events_after(conn, tenant, chunk, None).await?;
+        insert_events_after(conn, tenant, chunk, None, None).await?;
     }
     Ok(())
 }
@@ -343,7 +345,8 @@ fn events_insert<'a>(
 }
 
 /// Write up to [`ROWS_PER_STATEMENT`] timeline entries and their outbox row — after
-/// `before` (an insert of at most as many rows) when given — in one call to the database:
+/// `before` (an insert of at most as many rows) when given, and on SQLite followed by
+/// `after` (the depth counters of [`depth_counts`]) — in one call to the database:
 /// on PostgreSQL one statement (the inserts as data-modifying CTEs of the outbox insert),
 /// on SQLite the statements in one text (sqlx runs each SQLite call on its worker thread,
 /// a hand-off there and back of 25–100 µs here; a multi-statement text binds its
@@ -354,6 +357,7 @@ async fn insert_events_after(
     tenant: &TenantId,
     chunk: &[(JobId, TimelineEntry)],
     before: Option<&Insert<'_>>,
+    after: Option<&Insert<'_>>,
 ) -> StoreResult<()> {
     if chunk.is_empty() {
         return Ok(());
@@ -362,6 +366,7 @@ async fn insert_events_after(
     let (insert, payload) = events_insert(tenant, chunk, &ids);
     let at = chunk[0].1.at.as_micros();
     if conn.backend_name() != "SQLite" {
+        debug_assert!(after.is_none(), "`after` is for SQLite's calls only");
         // Parameters: `before`'s (one per column), the entries' (one per column), then
         // the outbox row's two.
         let first = before.map_or(1, |b| b.columns() + 1);
@@ -398,17 +403,23 @@ async fn insert_events_after(
             insert.sqlite_sql(),
             outbox::INSERT_SQLITE
         ));
+        if let Some(a) = after {
+            sql.push_str("; ");
+            sql.push_str(&a.sqlite_sql());
+        }
         let mut q = sqlx::query(&sql);
         if let Some(b) = before {
             q = b.bind_sqlite(q);
         }
-        insert
+        let mut q = insert
             .bind_sqlite(q)
             .bind(at)
             .bind("job")
-            .bind(payload.as_str())
-            .execute(&mut *conn)
-            .await?;
+            .bind(payload.as_str());
+        if let Some(a) = after {
+            q = a.bind_sqlite(q);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }

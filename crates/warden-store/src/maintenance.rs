@@ -195,32 +195,17 @@ async fn add_done_counts(
     counts: DoneCounts,
     sign: i64,
 ) -> StoreResult<()> {
-    let counts: Vec<_> = counts
-        .iter()
-        .map(|((t, q, s), n)| (t.as_str(), q.as_str(), s.as_str(), sign * n))
-        .collect();
-    add_counts(conn, "jobs_done_counts", &counts).await
-}
-
-/// Add each count to its (tenant, queue, state) row of a queue-depth counter table
-/// (`jobs_done_counts`, or `jobs_depth` for SQLite's inserts: decision 0012).
-pub(crate) async fn add_counts(
-    conn: &mut sqlx::AnyConnection,
-    table: &'static str,
-    counts: &[(&str, &str, &str, i64)],
-) -> StoreResult<()> {
-    let sql = format!(
-        "INSERT INTO {table} (tenant, queue, state, n) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (tenant, queue, state) DO UPDATE SET n = {table}.n + excluded.n"
-    );
-    for &(tenant, queue, state, n) in counts {
-        sqlx::query(&sql)
-            .bind(tenant)
-            .bind(queue)
-            .bind(state)
-            .bind(n)
-            .execute(&mut *conn)
-            .await?;
+    for ((tenant, queue, state), n) in counts {
+        sqlx::query(
+            "INSERT INTO jobs_done_counts (tenant, queue, state, n) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant, queue, state) DO UPDATE SET n = jobs_done_counts.n + excluded.n",
+        )
+        .bind(tenant)
+        .bind(queue)
+        .bind(state)
+        .bind(sign * n)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
