@@ -92,7 +92,14 @@ pub(crate) async fn count_in_states(
         q = q.bind(name.as_str());
     }
     let r = q.fetch_one(&mut *conn).await?;
-    Ok(row::int(&r, "n")?.max(0) as u64)
+    let n = row::int(&r, "n")?;
+    if n < 0 {
+        // Only a hand edit of `jobs` around the triggers can do this; say so rather than
+        // let a limit quietly loosen.
+        tracing::warn!(tenant = %tenant.as_str(), queue = ?queue.map(QueueName::as_str), states, n,
+            "queue-depth counters below zero; recount them (decision 0012)");
+    }
+    Ok(n.max(0) as u64)
 }
 
 /// The states that count against `max_queued`.

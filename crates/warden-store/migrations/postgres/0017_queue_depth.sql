@@ -7,6 +7,11 @@
 -- The leader folds the deltas into `jobs_depth` every sweep (`fold_depth_deltas`).
 -- Depth = jobs_depth + jobs_depth_deltas (hot jobs) + jobs_done_counts (moved jobs).
 -- Text columns compare bytewise, as every other since 0014.
+--
+-- No write to `jobs` may commit between the backfill's snapshot and the triggers: nodes of
+-- an older build keep leasing and finishing during a rolling upgrade, and such a write
+-- would be counted by neither. Writers wait for this migration's commit instead.
+LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;
 CREATE TABLE jobs_depth (
     tenant TEXT COLLATE "C" NOT NULL,
     queue TEXT COLLATE "C" NOT NULL,
@@ -20,6 +25,9 @@ CREATE TABLE jobs_depth_deltas (
     state TEXT COLLATE "C" NOT NULL,
     n BIGINT NOT NULL
 );
+-- Readers filter the pending deltas by tenant and queue: an index keeps that cheap even
+-- when the fold falls behind (no leader for a while, an upgrade in progress).
+CREATE INDEX jobs_depth_deltas_by_queue ON jobs_depth_deltas (tenant, queue, state);
 INSERT INTO jobs_depth (tenant, queue, state, n)
     SELECT tenant, queue, state, COUNT(*) FROM jobs GROUP BY tenant, queue, state;
 
