@@ -21,6 +21,8 @@
 //! several runs). `WARDEN_BENCH_ANALYZE=1` (diagnostic) refreshes planner statistics before
 //! the replay and audit measurements. `WARDEN_BENCH_KEEP=1` keeps the databases (the
 //! SQLite file, the PostgreSQL database) and prints where they are, for `EXPLAIN ANALYZE`.
+//! `WARDEN_BENCH_SETUP_SQL='DROP INDEX audit_by_time'` (diagnostic) runs schema statements
+//! after the migrations, to price an index without a rebuild.
 //!
 //! Scenarios and the targets:
 //! 1. `cancel`: one audited operator action (`POST /api/v1/jobs/{id}/cancel`) at a time,
@@ -53,6 +55,10 @@ use warden_store::testing::{
     BENCH_ACTORS as ACTORS, BENCH_TICKETS as TICKETS, Rng, bench_draft as seed_draft,
 };
 use warden_store::testing::{postgres_url as pg_admin_url, with_database};
+
+/// The allocator the `warden` binary ships with (decision 0013), so these numbers are its.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 type R<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -380,6 +386,13 @@ impl Server {
         };
         let base = format!("http://127.0.0.1:{}", app.port());
         let state = app.state().clone();
+        // Schema experiments without a rebuild, as in warden-store's engine_path bench:
+        // statements (`;`-separated) run after the migrations, e.g. `DROP INDEX audit_by_time`.
+        if let Ok(setup) = std::env::var("WARDEN_BENCH_SETUP_SQL") {
+            for stmt in setup.split(';').filter(|s| !s.trim().is_empty()) {
+                state.store.execute_raw(stmt).await?;
+            }
+        }
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = rx.await;

@@ -43,6 +43,10 @@ use warden_server::{AppState, Application, Config, ServerError};
 use warden_store::testing::{Rng, bench_draft as seed_draft};
 use warden_store::testing::{postgres_url as pg_admin_url, with_database};
 
+/// The allocator the `warden` binary ships with (decision 0013), so these numbers are its.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const TENANT: &str = "bench-export";

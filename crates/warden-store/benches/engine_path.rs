@@ -22,6 +22,10 @@ use warden_core::names::{AgentId, QueueName, TenantId};
 use warden_store::leases::{FinishItem, LeaseRequest};
 use warden_store::testing::{TestDb, bench_job};
 
+/// The allocator the `warden` binary ships with (decision 0013), so these numbers are its.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const ENQUEUE_BATCH: usize = 5_000;

@@ -51,6 +51,10 @@ use warden_store::testing::TestDb;
 use warden_store::testing::{Rng, bench_draft as draft};
 use warden_store::{Backend, Store, sqlx};
 
+/// The allocator the `warden` binary ships with (decision 0013), so these numbers are its.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const BATCH: usize = 1_000;

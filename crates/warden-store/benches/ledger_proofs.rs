@@ -48,6 +48,10 @@ use warden_store::testing::TestDb;
 use warden_store::testing::{Rng, postgres_url as pg_admin_url, with_database};
 use warden_store::{Backend, Store, StoreOptions, sqlx};
 
+/// The allocator the `warden` binary ships with (decision 0013), so these numbers are its.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const TENANT: &str = "acme";
