@@ -10,7 +10,8 @@ the samples and a summary: RSS with the backlog queued, and the first, median an
 RSS of the steady phase (flat = the last is within a few MiB of the first). With the
 backlog queued it also times READS (default 20) reads of the queue's depth, the queue
 list and /metrics, and single enqueues (median ms): what a dashboard refresh, a scrape and
-an enqueue cost at that size. QUOTA=N sets the tenant's `max_queued` to N first, so each
+an enqueue cost at that size, and pages of the job list (all, one state, a rare queue,
+the running jobs). QUOTA=N sets the tenant's `max_queued` to N first, so each
 enqueue checks the tenant's queued jobs against it.
 
     python3 bench/memory.py                       # SQLite under a temp dir
@@ -118,22 +119,28 @@ def main():
         time.sleep(5)
         backlog_rss = rss_mib(server.pid)
         print(f"{JOBS:,} jobs queued in {queued_secs:.1f} s; RSS {backlog_rss:.1f} MiB", flush=True)
-        # What a dashboard refresh and a metrics scrape cost with the backlog queued.
-        reads = {}
-        for name, path in [("queue_show", "/api/v1/queues/backlog"), ("queues_list", "/api/v1/queues"),
-                           ("metrics", "/metrics")]:
+        def median_ms(request):
             took = []
             for _ in range(READS):
                 started = time.perf_counter()
-                call("GET", path, token)
+                request()
                 took.append((time.perf_counter() - started) * 1000)
-            reads[name] = round(statistics.median(took), 2)
-        took = []
-        for _ in range(READS):
-            started = time.perf_counter()
-            call("POST", "/api/v1/jobs", token, {"queue": "probe", "type": "noop", "payload": {}})
-            took.append((time.perf_counter() - started) * 1000)
-        reads["enqueue_one"] = round(statistics.median(took), 2)
+            return round(statistics.median(took), 2)
+
+        # What a dashboard refresh, a metrics scrape and an enqueue cost with the backlog
+        # queued; then pages of the job list: everything, one state, a rare queue (the
+        # READS probe jobs among the backlog) and the running jobs (none: the lease index).
+        reads = {}
+        for name, path in [("queue_show", "/api/v1/queues/backlog"), ("queues_list", "/api/v1/queues"),
+                           ("metrics", "/metrics")]:
+            reads[name] = median_ms(lambda: call("GET", path, token))
+        reads["enqueue_one"] = median_ms(lambda: call(
+            "POST", "/api/v1/jobs", token, {"queue": "probe", "type": "noop", "payload": {}}))
+        for name, path in [("jobs_list", "/api/v1/jobs?limit=100"),
+                           ("jobs_list_available", "/api/v1/jobs?state=available&limit=100"),
+                           ("jobs_list_rare_queue", "/api/v1/jobs?queue=probe&limit=100"),
+                           ("jobs_list_running", "/api/v1/jobs?state=running&limit=100")]:
+            reads[name] = median_ms(lambda: call("GET", path, token))
         print(f"median ms of {READS} reads with the backlog queued: {reads}", flush=True)
 
         # Steady phase: produce RATE/s on another queue, consume the same.

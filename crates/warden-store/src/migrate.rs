@@ -109,6 +109,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0017_queue_depth.sql"),
         include_str!("../migrations/postgres/0017_queue_depth.sql"),
     ),
+    (
+        18,
+        "hot_indexes_by_state",
+        include_str!("../migrations/sqlite/0018_hot_indexes_by_state.sql"),
+        include_str!("../migrations/postgres/0018_hot_indexes_by_state.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

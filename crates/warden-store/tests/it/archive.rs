@@ -640,3 +640,131 @@ async fn queue_depth_counters_stay_exact_under_concurrent_work_and_folding() {
         assert_eq!(served(&store, &rows).await, rows, "[{b:?}] folded");
     }
 }
+
+/// Lease up to `n` available jobs of `q` and keep them running.
+async fn lease_some(
+    store: &Store,
+    t: &TenantId,
+    q: &str,
+    n: u32,
+) -> Vec<warden_store::leases::LeasedJob> {
+    store
+        .lease_jobs(
+            t,
+            &LeaseRequest {
+                agent_id: AgentId::parse("w").unwrap(),
+                queues: vec![queue(q)],
+                types: None,
+                max_jobs: n,
+                lease_secs: 60,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn listing_merges_running_hot_and_moved_jobs_newest_first_under_every_filter() {
+    // Running jobs are listed through the lease index and every other hot job through
+    // list indexes that leave them out (migration 0018); moved jobs from `jobs_done`. Each
+    // filter, paged 3 at a time, must yield exactly the matching jobs, each once, newest
+    // first, whatever branch holds them.
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let (acme, globex) = (tenant("acme"), tenant("globex"));
+        let mut ids = Vec::new();
+        for i in 0..24 {
+            let (q, ty) = (["a", "b"][i % 2], ["x", "y"][i % 3 % 2]);
+            ids.push(
+                enqueue_one(&store, &acme, new_job(q, ty, json!({ "i": i })))
+                    .await
+                    .id,
+            );
+        }
+        for q in ["a", "b"] {
+            enqueue_one(&store, &globex, new_job(q, "x", json!({}))).await;
+            assert_eq!(lease_some(&store, &globex, q, 1).await.len(), 1);
+        }
+        // Moved: the first jobs of each queue, finished and archived.
+        let mut leased = lease_some(&store, &acme, "a", 3).await;
+        leased.extend(lease_some(&store, &acme, "b", 3).await);
+        assert_eq!(leased.len(), 6, "[{b:?}]");
+        let items: Vec<FinishItem> = leased
+            .iter()
+            .map(|j| FinishItem {
+                id: j.id,
+                lease_id: j.lease_id.clone(),
+                finish: ok(),
+            })
+            .collect();
+        for r in store.finish_jobs(&acme, &items).await.unwrap() {
+            r.expect("finished");
+        }
+        assert!(archive_all(&store).await >= 6, "[{b:?}]");
+        // Hot and finished, hot and running, hot and canceled; the rest available.
+        work_off(&store, &acme, "a", |i| if i < 2 { ok() } else { fatal() }).await;
+        assert_eq!(lease_some(&store, &acme, "b", 4).await.len(), 4, "[{b:?}]");
+        store
+            .cancel_job_audited(&acme, ids[23], job_draft(&acme, "job.cancel", ids[23]))
+            .await
+            .unwrap();
+
+        let mut truth = Vec::new();
+        for id in &ids {
+            truth.push(job(&store, &acme, *id).await);
+        }
+        let states: Vec<JobState> = truth.iter().map(|j| j.state).collect();
+        for s in [
+            JobState::Running,
+            JobState::Available,
+            JobState::Succeeded,
+            JobState::DeadLetter,
+            JobState::Canceled,
+        ] {
+            assert!(states.contains(&s), "[{b:?}] the fixture has {s} jobs");
+        }
+        for q in [None, Some("a"), Some("b")] {
+            for s in [
+                None,
+                Some(JobState::Running),
+                Some(JobState::Available),
+                Some(JobState::Succeeded),
+                Some(JobState::DeadLetter),
+                Some(JobState::Canceled),
+            ] {
+                for ty in [None, Some("x")] {
+                    let filter = JobFilter {
+                        queue: q.map(queue),
+                        state: s,
+                        job_type: ty.map(crate::job_type),
+                        ..Default::default()
+                    };
+                    let mut want: Vec<JobId> = truth
+                        .iter()
+                        .filter(|j| q.is_none_or(|q| j.queue.as_str() == q))
+                        .filter(|j| s.is_none_or(|s| j.state == s))
+                        .filter(|j| ty.is_none_or(|ty| j.job_type.as_str() == ty))
+                        .map(|j| j.id)
+                        .collect();
+                    want.sort_by(|x, y| y.cmp(x));
+                    let (mut got, mut cursor) = (Vec::new(), None);
+                    loop {
+                        let (page, more) =
+                            store.list_jobs(&acme, &filter, cursor, 3).await.unwrap();
+                        got.extend(page.iter().map(|j| j.id));
+                        cursor = page.last().map(|j| j.id);
+                        if !more {
+                            break;
+                        }
+                    }
+                    assert_eq!(got, want, "[{b:?}] {filter:?}");
+                    let snapshot = store.snapshot_job_ids(&acme, &filter, 1_000).await.unwrap();
+                    let mut oldest_first = want.clone();
+                    oldest_first.reverse();
+                    assert_eq!(snapshot, oldest_first, "[{b:?}] snapshot of {filter:?}");
+                }
+            }
+        }
+    }
+}
