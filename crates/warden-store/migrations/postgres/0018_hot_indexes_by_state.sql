@@ -10,6 +10,11 @@
 -- - The list indexes leave out running jobs: `Store::list_jobs` reads running jobs through
 --   `jobs_lease_expiry` (one per outstanding lease, a bounded set) and everything else
 --   through these, adding `state <> 'running'` to its text so they can be used.
+-- The indexes are rebuilt in the migration's transaction: writers wait for it, for as
+-- long as the hot table takes to index (finished jobs have moved out of it). During a
+-- rolling upgrade, nodes of the previous build still list correctly, but their job
+-- lists bind the state as a parameter, and a generic plan cannot prove it is not
+-- `running`: such lists may scan until every node runs this build.
 DROP INDEX jobs_claim;
 CREATE INDEX jobs_claim ON jobs (tenant, queue, priority, run_at, id) WHERE state = 'available';
 DROP INDEX jobs_by_queue_state;

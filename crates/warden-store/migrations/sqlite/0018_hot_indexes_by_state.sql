@@ -8,6 +8,8 @@
 -- - The list indexes leave out running jobs: `Store::list_jobs` reads running jobs through
 --   `jobs_lease_expiry` (one per outstanding lease, a bounded set) and everything else
 --   through these, adding `state <> 'running'` to its text so they can be used.
+-- The indexes are rebuilt in the migration's transaction, for as long as the hot table
+-- takes to index (finished jobs have moved out of it).
 DROP INDEX jobs_claim;
 CREATE INDEX jobs_claim ON jobs (tenant, queue, priority, run_at, id) WHERE state = 'available';
 DROP INDEX jobs_by_queue_state;
