@@ -20,19 +20,7 @@ use crate::{
 
 /// Lease every available job of `q` and finish each with `finish(i)`.
 async fn work_off(store: &Store, t: &TenantId, q: &str, finish: impl Fn(usize) -> Finish) {
-    let leased = store
-        .lease_jobs(
-            t,
-            &LeaseRequest {
-                agent_id: AgentId::parse("w").unwrap(),
-                queues: vec![queue(q)],
-                types: None,
-                max_jobs: 1000,
-                lease_secs: 60,
-            },
-        )
-        .await
-        .unwrap();
+    let leased = lease_some(store, t, q, 1000).await;
     let items: Vec<FinishItem> = leased
         .iter()
         .enumerate()
