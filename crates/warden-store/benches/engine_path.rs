@@ -10,6 +10,9 @@
 //! WARDEN_BENCH_SETUP_SQL='DROP INDEX jobs_by_type' cargo bench -p warden-store --bench engine_path
 //! ```
 //!
+//! `WARDEN_BENCH_SETUP_SQL` holds statements separated by `;`, or by
+//! `WARDEN_BENCH_SETUP_SEP` when they contain `;` themselves (a trigger's body).
+//!
 //! By default the leases start right after the bulk enqueue, before PostgreSQL has
 //! statistics for the new rows (the situation of a fresh deployment or a sudden flood,
 //! for up to 5 s until the leader's refresh); `WARDEN_BENCH_ANALYZE` waits 1.2 s and
@@ -44,7 +47,8 @@ async fn run(db: &TestDb, jobs: usize) -> R<[f64; 3]> {
     // Schema experiments without a rebuild: statements (`;`-separated) run after the
     // migrations, e.g. `DROP INDEX jobs_by_type`.
     if let Ok(setup) = std::env::var("WARDEN_BENCH_SETUP_SQL") {
-        for stmt in setup.split(';').filter(|s| !s.trim().is_empty()) {
+        let sep = std::env::var("WARDEN_BENCH_SETUP_SEP").unwrap_or_else(|_| ";".into());
+        for stmt in setup.split(sep.as_str()).filter(|s| !s.trim().is_empty()) {
             store.execute_raw(stmt).await?;
         }
     }

@@ -64,13 +64,16 @@ pub enum ReplayOutcome {
 /// How many times an enqueue runs before a unique violation is answered `DUPLICATE_JOB_ID`.
 const ENQUEUE_ATTEMPTS: u32 = 3;
 
-pub(crate) const JOB_COLUMNS: &str = "id, queue, job_type, payload, priority, state, attempt, max_attempts, run_at, created_at, updated_at, depends_on, idempotency_key, replay_of, reason_code, last_error, result";
+/// Every column of a job row but its tenant. `first_state` is not part of [`Job`]: it says
+/// whether the first timeline entry is kept in the row ([`kept_in_row`], read by
+/// [`Store::get_job`]).
+pub(crate) const JOB_COLUMNS: &str = "id, queue, job_type, payload, priority, state, attempt, max_attempts, run_at, created_at, updated_at, depends_on, idempotency_key, replay_of, reason_code, last_error, result, first_state";
 
 /// `jobs` with its tenant and [`JOB_COLUMNS`], for an [`Insert`]; [`JOB_TYPES`] in order.
-const JOBS_INTO: &str = "jobs (tenant, id, queue, job_type, payload, priority, state, attempt, max_attempts, run_at, created_at, updated_at, depends_on, idempotency_key, replay_of, reason_code, last_error, result)";
-const JOB_TYPES: [&str; 18] = [
+const JOBS_INTO: &str = "jobs (tenant, id, queue, job_type, payload, priority, state, attempt, max_attempts, run_at, created_at, updated_at, depends_on, idempotency_key, replay_of, reason_code, last_error, result, first_state)";
+const JOB_TYPES: [&str; 19] = [
     "text", "text", "text", "text", "text", "bigint", "text", "bigint", "bigint", "bigint",
-    "bigint", "bigint", "text", "text", "text", "text", "text", "text",
+    "bigint", "bigint", "text", "text", "text", "text", "text", "text", "text",
 ];
 
 pub(crate) fn decode_job(r: &AnyRow) -> StoreResult<Job> {
@@ -176,10 +179,18 @@ fn job_texts(jobs: &[Job]) -> Vec<JobTexts> {
 }
 
 /// The `jobs` rows of `jobs` (at most [`ROWS_PER_STATEMENT`]), with `texts` from
-/// [`job_texts`].
-fn jobs_insert<'a>(tenant: &'a TenantId, jobs: &'a [Job], texts: &'a [JobTexts]) -> Insert<'a> {
+/// [`job_texts`] and each job's first timeline entry from [`first_entries`] (in its
+/// `first_state` when [`kept_in_row`]).
+fn jobs_insert<'a>(
+    tenant: &'a TenantId,
+    jobs: &'a [Job],
+    texts: &'a [JobTexts],
+    firsts: &[(JobId, TimelineEntry)],
+) -> Insert<'a> {
     let mut insert = Insert::new(JOBS_INTO, &JOB_TYPES).with_capacity(jobs.len());
-    for (j, [id, payload, deps, replay_of, result]) in jobs.iter().zip(texts) {
+    for ((j, [id, payload, deps, replay_of, result]), (_, first)) in
+        jobs.iter().zip(texts).zip(firsts)
+    {
         insert.row([
             tenant.as_str().into(),
             id.as_deref().into(),
@@ -199,9 +210,22 @@ fn jobs_insert<'a>(tenant: &'a TenantId, jobs: &'a [Job], texts: &'a [JobTexts])
             j.reason_code.map(|c| c.as_str()).into(),
             j.last_error.as_deref().into(),
             result.as_deref().into(),
+            kept_in_row(first).then(|| first.state.as_str()).into(),
         ]);
     }
     insert
+}
+
+/// Whether a new job's first timeline entry is kept in its row (`first_state`, with
+/// `created_at` as its time) instead of a `job_events` row: when it names no actor, agent,
+/// reason code or error and the attempt is 0 — every plain enqueue. A batch enqueue then
+/// writes one row per job, not two (decision 0015).
+pub(crate) fn kept_in_row(first: &TimelineEntry) -> bool {
+    first.attempt == 0
+        && first.agent_id.is_none()
+        && first.actor.is_none()
+        && first.reason_code.is_none()
+        && first.error.is_none()
 }
 
 /// Each new job's first timeline entry; `actor` on each.
@@ -226,8 +250,9 @@ fn first_entries(jobs: &[Job], actor: Option<&str>) -> Vec<(JobId, TimelineEntry
 
 /// Insert jobs (with their dependency edges and first timeline entry) in the caller's
 /// transaction. Each chunk of up to [`ROWS_PER_STATEMENT`] jobs goes to the database in one
-/// call together with its timeline entries and their outbox row (see
-/// [`insert_events_after`]): a single enqueue is one call between `BEGIN` and `COMMIT`.
+/// call together with the first entries not [`kept_in_row`] and the outbox row of all of
+/// them (see [`insert_events_after`]): a single enqueue is one call between `BEGIN` and
+/// `COMMIT`.
 async fn insert_jobs(
     conn: &mut AnyConnection,
     tenant: &TenantId,
@@ -237,10 +262,19 @@ async fn insert_jobs(
     let sqlite = conn.backend_name() == "SQLite";
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
         let texts = job_texts(chunk);
-        let insert = jobs_insert(tenant, chunk, &texts);
-        let counts = sqlite.then(|| depth_counts(tenant, chunk));
         let entries = first_entries(chunk, actor);
-        insert_events_after(conn, tenant, &entries, Some(&insert), counts.as_ref()).await?;
+        let insert = jobs_insert(tenant, chunk, &texts, &entries);
+        let counts = sqlite.then(|| depth_counts(tenant, chunk));
+        let births = Births(true);
+        insert_events_after(
+            conn,
+            tenant,
+            &entries,
+            births,
+            Some(&insert),
+            counts.as_ref(),
+        )
+        .await?;
     }
     let edges: Vec<(String, String)> = jobs
         .iter()
@@ -294,7 +328,7 @@ pub(crate) async fn insert_events(
     events: &[(JobId, TimelineEntry)],
 ) -> StoreResult<()> {
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        insert_events_after(conn, tenant, chunk, None, None).await?;
+        insert_events_after(conn, tenant, chunk, Births(false), None, None).await?;
     }
     Ok(())
 }
@@ -304,11 +338,18 @@ fn entry_ids(chunk: &[(JobId, TimelineEntry)]) -> Vec<String> {
     chunk.iter().map(|(id, _)| id.to_string()).collect()
 }
 
+/// Whether timeline entries are new jobs' first ones, of which those [`kept_in_row`] get
+/// no `job_events` row.
+#[derive(Debug, Clone, Copy)]
+struct Births(bool);
+
 /// The `job_events` rows of up to [`ROWS_PER_STATEMENT`] timeline entries (`ids` from
-/// [`entry_ids`]), and the outbox payload of their transition events.
+/// [`entry_ids`]; without the births kept in their job's row), and the outbox payload of
+/// the transition events of all of them.
 fn events_insert<'a>(
     tenant: &'a TenantId,
     chunk: &'a [(JobId, TimelineEntry)],
+    births: Births,
     ids: &'a [String],
 ) -> (Insert<'a>, String) {
     let mut insert = Insert::new(
@@ -319,6 +360,9 @@ fn events_insert<'a>(
     )
     .with_capacity(chunk.len());
     for ((_, e), id) in chunk.iter().zip(ids) {
+        if births.0 && kept_in_row(e) {
+            continue;
+        }
         insert.row([
             tenant.as_str().into(),
             id.into(),
@@ -356,6 +400,7 @@ async fn insert_events_after(
     conn: &mut AnyConnection,
     tenant: &TenantId,
     chunk: &[(JobId, TimelineEntry)],
+    births: Births,
     before: Option<&Insert<'_>>,
     after: Option<&Insert<'_>>,
 ) -> StoreResult<()> {
@@ -363,21 +408,28 @@ async fn insert_events_after(
         return Ok(());
     }
     let ids = entry_ids(chunk);
-    let (insert, payload) = events_insert(tenant, chunk, &ids);
+    let (insert, payload) = events_insert(tenant, chunk, births, &ids);
     let at = chunk[0].1.at.as_micros();
     if conn.backend_name() != "SQLite" {
         debug_assert!(after.is_none(), "`after` is for SQLite's calls only");
         // Parameters: `before`'s (one per column), the entries' (one per column), then
         // the outbox row's two.
         let first = before.map_or(1, |b| b.columns() + 1);
-        let mut sql = String::from("WITH ");
+        let mut ctes = Vec::new();
         if let Some(b) = before {
-            sql.push_str(&format!("b AS ({}), ", b.pg_sql(1)));
+            ctes.push(format!("b AS ({})", b.pg_sql(1)));
         }
-        let next = first + insert.columns();
+        let mut next = first;
+        if !insert.is_empty() {
+            ctes.push(format!("e AS ({})", insert.pg_sql(first)));
+            next += insert.columns();
+        }
+        let mut sql = String::new();
+        if !ctes.is_empty() {
+            sql = format!("WITH {} ", ctes.join(", "));
+        }
         sql.push_str(&format!(
-            "e AS ({}) INSERT INTO outbox (created_at, topic, payload) VALUES (${next}, 'job', ${})",
-            insert.pg_sql(first),
+            "INSERT INTO outbox (created_at, topic, payload) VALUES (${next}, 'job', ${})",
             next + 1
         ));
         let before_arrays = before.map(Insert::pg_arrays).unwrap_or_default();
@@ -386,9 +438,10 @@ async fn insert_events_after(
         if let Some(b) = before {
             q = b.bind_pg(q, &before_arrays);
         }
-        insert
-            .bind_pg(q, &arrays)
-            .bind(at)
+        if !insert.is_empty() {
+            q = insert.bind_pg(q, &arrays);
+        }
+        q.bind(at)
             .bind(payload.as_str())
             .execute(&mut *conn)
             .await?;
@@ -398,11 +451,11 @@ async fn insert_events_after(
             sql.push_str(&b.sqlite_sql());
             sql.push_str("; ");
         }
-        sql.push_str(&format!(
-            "{}; {}",
-            insert.sqlite_sql(),
-            outbox::INSERT_SQLITE
-        ));
+        if !insert.is_empty() {
+            sql.push_str(&insert.sqlite_sql());
+            sql.push_str("; ");
+        }
+        sql.push_str(outbox::INSERT_SQLITE);
         if let Some(a) = after {
             sql.push_str("; ");
             sql.push_str(&a.sqlite_sql());
@@ -411,11 +464,10 @@ async fn insert_events_after(
         if let Some(b) = before {
             q = b.bind_sqlite(q);
         }
-        let mut q = insert
-            .bind_sqlite(q)
-            .bind(at)
-            .bind("job")
-            .bind(payload.as_str());
+        if !insert.is_empty() {
+            q = insert.bind_sqlite(q);
+        }
+        let mut q = q.bind(at).bind("job").bind(payload.as_str());
         if let Some(a) = after {
             q = a.bind_sqlite(q);
         }
@@ -751,15 +803,25 @@ impl Store {
             .map(|j| new_job(j, initial_state(j, &[], now), now))
             .collect();
         let texts = job_texts(&new_jobs);
-        let rows = jobs_insert(tenant, &new_jobs, &texts);
         let entries = first_entries(&new_jobs, None);
+        let rows = jobs_insert(tenant, &new_jobs, &texts, &entries);
         let ids = entry_ids(&entries);
-        let (events, payload) = events_insert(tenant, &entries, &ids);
+        // Plain jobs' first entries are kept in their rows: `events` is empty unless that
+        // rule changes.
+        let (events, payload) = events_insert(tenant, &entries, Births(true), &ids);
         // Parameters: the tenant, the jobs' arrays and which take their queue's default,
-        // the entries' arrays, the outbox row's two.
+        // the entries' arrays (if any), the outbox row's two.
         let flags = 2 + rows.columns();
         let first_event = flags + 1;
-        let at = first_event + events.columns();
+        let mut at = first_event;
+        let mut events_cte = String::new();
+        if !events.is_empty() {
+            events_cte = format!(
+                "e AS ({}), ",
+                events.pg_sql_if(first_event, "EXISTS (SELECT 1 FROM j)")
+            );
+            at += events.columns();
+        }
         // Each job's `max_attempts` column, the queue's default where it applies.
         let columns = JOBS_INTO.trim_start_matches("jobs (").trim_end_matches(')');
         let select = columns
@@ -776,11 +838,10 @@ impl Store {
             "WITH j AS (INSERT INTO {JOBS_INTO} SELECT {select} \
                FROM unnest({}, ${flags}::text::boolean[]) AS x ({columns}, defaulted) \
                WHERE NOT EXISTS (SELECT 1 FROM quotas WHERE tenant = $1) RETURNING id, max_attempts), \
-             e AS ({}), \
+             {events_cte}\
              o AS (INSERT INTO outbox (created_at, topic, payload) SELECT ${at}, 'job', ${} WHERE EXISTS (SELECT 1 FROM j)) \
              SELECT id, max_attempts FROM j",
             rows.unnest_args(2),
-            events.pg_sql_if(first_event, "EXISTS (SELECT 1 FROM j)"),
             at + 1
         );
         let mut flag_array = String::from("{");
@@ -797,9 +858,11 @@ impl Store {
         flag_array.push('}');
         let (job_arrays, event_arrays) = (rows.pg_arrays_always(), events.pg_arrays_always());
         let q = sqlx::query(&sql).bind(tenant.as_str());
-        let q = rows.bind_pg(q, &job_arrays).bind(flag_array.as_str());
-        let written = events
-            .bind_pg(q, &event_arrays)
+        let mut q = rows.bind_pg(q, &job_arrays).bind(flag_array.as_str());
+        if !events.is_empty() {
+            q = events.bind_pg(q, &event_arrays);
+        }
+        let written = q
             .bind(now.as_micros())
             .bind(payload.as_str())
             .fetch_all(&self.inner.write)
@@ -1082,6 +1145,22 @@ impl Store {
             return Ok(None);
         };
         let mut job = decode_job(&r)?;
+        // The first entry, when the row keeps it (see `kept_in_row`).
+        let first = row::opt_text(&r, "first_state")?
+            .map(|s| {
+                row::parse("jobs", &s, |s| JobState::parse(s).ok_or("unknown state")).map(|state| {
+                    TimelineEntry {
+                        at: job.created_at,
+                        state,
+                        attempt: 0,
+                        agent_id: None,
+                        actor: None,
+                        reason_code: None,
+                        error: None,
+                    }
+                })
+            })
+            .transpose()?;
         let rows = sqlx::query("SELECT at, state, attempt, agent_id, actor, reason_code, error FROM job_events WHERE tenant = $1 AND job_id = $2 ORDER BY id")
             .bind(tenant.as_str())
             .bind(id.to_string())
@@ -1109,7 +1188,7 @@ impl Store {
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        job.timeline = Some(timeline);
+        job.timeline = Some(first.into_iter().chain(timeline).collect());
         Ok(Some(job))
     }
 

@@ -115,6 +115,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0018_hot_indexes_by_state.sql"),
         include_str!("../migrations/postgres/0018_hot_indexes_by_state.sql"),
     ),
+    (
+        19,
+        "first_entry_in_row",
+        include_str!("../migrations/sqlite/0019_first_entry_in_row.sql"),
+        include_str!("../migrations/postgres/0019_first_entry_in_row.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

@@ -117,6 +117,11 @@ impl<'a> Insert<'a> {
         self.types.len()
     }
 
+    /// Whether no row was added.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
     /// A clause after the rows: `ON CONFLICT …`, `RETURNING …`.
     pub(crate) fn suffix(mut self, suffix: &'static str) -> Self {
         self.suffix = suffix;

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use warden_core::audit::{Actor, Outcome};
 use warden_core::jobs::{JobState, NewJob};
-use warden_core::names::JobId;
+use warden_core::names::{AgentId, JobId};
 use warden_core::reason::ReasonCode;
 use warden_core::time::Timestamp;
 use warden_store::StoreError;
 use warden_store::audit::AuditFilter;
 use warden_store::jobs::{JobFilter, ReplayOutcome};
+use warden_store::leases::{FinishItem, LeaseRequest};
 use warden_store::testing::TestDb;
 
 use crate::{
@@ -58,6 +59,110 @@ async fn enqueue_creates_an_available_job_with_its_timeline() {
         let mut listed = all_jobs(&store, &t).await;
         assert_eq!(listed.len(), 1, "[{b:?}]");
         assert_eq!(listed.remove(0), created, "[{b:?}] listed == enqueued");
+    }
+}
+
+#[tokio::test]
+async fn a_plain_enqueue_keeps_the_first_entry_in_the_job_row_and_older_stored_entries_still_read()
+{
+    // Decision 0015: a plain job's first timeline entry is its row's `first_state`, not a
+    // `job_events` row; the timeline shows it first either way, before and after the job
+    // moves to `jobs_done`, and a job written before migration 0019 (entry stored, no
+    // `first_state`) reads as it always did.
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        // A batch of plain jobs (PostgreSQL's one-statement enqueue) and a keyed one (the
+        // transaction path on both backends).
+        let plain = [
+            new_job("emails", "send", serde_json::json!({})),
+            new_job("emails", "send", serde_json::json!({})),
+        ];
+        store.enqueue(&t, plain.to_vec()).await.unwrap();
+        let keyed = enqueue_one(&store, &t, keyed_job("k-1", serde_json::json!({}))).await;
+        let ids = [plain[0].id, plain[1].id, keyed.id];
+        for id in ids {
+            let stored = store
+                .execute_raw(&format!("DELETE FROM job_events WHERE job_id = '{id}'"))
+                .await
+                .unwrap();
+            assert_eq!(
+                stored, 0,
+                "[{b:?}] {id}: no job_events row for the first entry"
+            );
+            let got = job(&store, &t, id).await;
+            let tl = got.timeline.unwrap();
+            assert_eq!(tl.len(), 1, "[{b:?}] {id}: one entry");
+            assert_eq!(
+                (tl[0].at, tl[0].state, tl[0].attempt),
+                (got.created_at, JobState::Available, 0),
+                "[{b:?}] {id}"
+            );
+            assert_eq!(
+                (
+                    &tl[0].agent_id,
+                    &tl[0].actor,
+                    tl[0].reason_code,
+                    &tl[0].error
+                ),
+                (&None, &None, None, &None),
+                "[{b:?}] {id}"
+            );
+        }
+
+        // As a job enqueued before migration 0019 is stored.
+        let old = plain[1].id;
+        let created = job(&store, &t, old).await.created_at.as_micros();
+        store
+            .execute_raw(&format!(
+                "UPDATE jobs SET first_state = NULL WHERE id = '{old}'; \
+                 INSERT INTO job_events (tenant, job_id, at, state, attempt) \
+                 VALUES ('acme', '{old}', {created}, 'available', 0)"
+            ))
+            .await
+            .unwrap();
+        let tl = job(&store, &t, old).await.timeline.unwrap();
+        assert_eq!(tl.len(), 1, "[{b:?}] the stored entry, once");
+        assert_eq!(tl[0].at.as_micros(), created, "[{b:?}]");
+
+        // Run and finish the first job, then move it out of the hot table: its timeline
+        // still begins with the entry its row kept.
+        let req = LeaseRequest {
+            agent_id: AgentId::parse("w").unwrap(),
+            queues: vec![queue("emails")],
+            types: None,
+            max_jobs: 1,
+            lease_secs: 60,
+        };
+        let leased = store.lease_jobs(&t, &req).await.unwrap();
+        assert_eq!(leased.len(), 1, "[{b:?}]");
+        let first = leased[0].id;
+        store
+            .finish_jobs(&t, &[FinishItem::completed(&leased[0])])
+            .await
+            .unwrap();
+        let moved = store
+            .archive_finished_jobs(Timestamp::now().saturating_add_micros(1), 100)
+            .await
+            .unwrap();
+        assert_eq!(moved, 1, "[{b:?}]");
+        let states: Vec<(JobState, u32)> = job(&store, &t, first)
+            .await
+            .timeline
+            .unwrap()
+            .iter()
+            .map(|e| (e.state, e.attempt))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (JobState::Available, 0),
+                (JobState::Running, 1),
+                (JobState::Succeeded, 1)
+            ],
+            "[{b:?}] the moved job's whole timeline, in order"
+        );
     }
 }
 
