@@ -121,6 +121,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0019_first_entry_in_row.sql"),
         include_str!("../migrations/postgres/0019_first_entry_in_row.sql"),
     ),
+    (
+        20,
+        "type_index_whole",
+        include_str!("../migrations/sqlite/0020_type_index_whole.sql"),
+        include_str!("../migrations/postgres/0020_type_index_whole.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.
