@@ -259,12 +259,15 @@ async fn insert_jobs(
     jobs: &[Job],
     actor: Option<&str>,
 ) -> StoreResult<()> {
-    let sqlite = conn.backend_name() == "SQLite";
     for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
         let texts = job_texts(chunk);
         let entries = first_entries(chunk, actor);
         let insert = jobs_insert(tenant, chunk, &texts, &entries);
-        let counts = sqlite.then(|| depth_counts(tenant, chunk));
+        let mut counts = DepthDeltas::for_conn(conn);
+        for j in chunk {
+            counts.add(j.queue.as_str(), j.state, 1);
+        }
+        let counts = counts.insert(tenant);
         let births = Births(true);
         insert_events_after(
             conn,
@@ -295,41 +298,96 @@ async fn insert_jobs(
     Ok(())
 }
 
-/// SQLite: the new jobs' additions to the queue-depth counters, one row per (queue, state)
-/// of the chunk, sent in the same call as the jobs. Every other change of a job is counted
-/// by the triggers of migration 0017, and on PostgreSQL inserts too (one statement trigger
-/// per insert); a row trigger on SQLite cost 1.2 µs per job, 8 % of a batch enqueue, and
-/// [`insert_jobs`] is the one path by which jobs enter SQLite's `jobs` (enqueue, schedules,
-/// replays).
-fn depth_counts<'a>(tenant: &'a TenantId, jobs: &'a [Job]) -> Insert<'a> {
-    let mut counts: std::collections::BTreeMap<(&str, &str), i64> = Default::default();
-    for j in jobs {
-        *counts
-            .entry((j.queue.as_str(), j.state.as_str()))
-            .or_default() += 1;
+/// Changes to SQLite's queue-depth counters that its triggers leave to the store, sent in
+/// the same call as the statements that make them: new jobs (a row trigger on inserts
+/// cost 1.2 µs per job, 8 % of a batch enqueue; decision 0012) and moves into and out of
+/// `running` (migration 0021: the row trigger's two upserts per leased or finished job
+/// were 7.7 % of the store's path). [`insert_jobs`] is the one path by which jobs enter
+/// SQLite's `jobs`; the claim, the finish, the lease-expiry sweep and the cancel are the
+/// only statements that move a job into or out of `running`. Always empty on PostgreSQL,
+/// whose statement triggers count every change.
+#[derive(Debug, Default)]
+pub(crate) struct DepthDeltas<'a> {
+    sqlite: bool,
+    by_queue_state: std::collections::BTreeMap<(&'a str, &'static str), i64>,
+}
+
+impl<'a> DepthDeltas<'a> {
+    /// Deltas for the backend of `conn` (none are kept on PostgreSQL).
+    pub(crate) fn for_conn(conn: &AnyConnection) -> Self {
+        Self {
+            sqlite: conn.backend_name() == "SQLite",
+            by_queue_state: Default::default(),
+        }
     }
-    let mut insert = Insert::new(
-        "jobs_depth (tenant, queue, state, n)",
-        &["text", "text", "text", "bigint"],
-    )
-    .suffix("ON CONFLICT (tenant, queue, state) DO UPDATE SET n = jobs_depth.n + excluded.n")
-    .with_capacity(counts.len());
-    for ((queue, state), n) in counts {
-        insert.row([tenant.as_str().into(), queue.into(), state.into(), n.into()]);
+
+    /// `n` more jobs in (`queue`, `state`).
+    pub(crate) fn add(&mut self, queue: &'a str, state: JobState, n: i64) {
+        if self.sqlite {
+            *self
+                .by_queue_state
+                .entry((queue, state.as_str()))
+                .or_default() += n;
+        }
     }
-    insert
+
+    /// One job of `queue` moved from `from` to `to`.
+    pub(crate) fn moved(&mut self, queue: &'a str, from: JobState, to: JobState) {
+        self.add(queue, from, -1);
+        self.add(queue, to, 1);
+    }
+
+    /// The upsert that applies them; `None` when there is nothing to apply.
+    pub(crate) fn insert(&self, tenant: &'a TenantId) -> Option<Insert<'a>> {
+        let changed: Vec<_> = self
+            .by_queue_state
+            .iter()
+            .filter(|(_, n)| **n != 0)
+            .collect();
+        if changed.is_empty() {
+            return None;
+        }
+        let mut insert = Insert::new(
+            "jobs_depth (tenant, queue, state, n)",
+            &["text", "text", "text", "bigint"],
+        )
+        .suffix("ON CONFLICT (tenant, queue, state) DO UPDATE SET n = jobs_depth.n + excluded.n")
+        .with_capacity(changed.len());
+        for ((queue, state), n) in changed {
+            insert.row([
+                tenant.as_str().into(),
+                (*queue).into(),
+                (*state).into(),
+                (*n).into(),
+            ]);
+        }
+        Some(insert)
+    }
 }
 
 /// Write timeline entries, and their transition events to the outbox, in statements of
-/// up to [`ROWS_PER_STATEMENT`] entries (one outbox row each).
+/// up to [`ROWS_PER_STATEMENT`] entries (one outbox row each), with `depth` (the
+/// transitions' [`DepthDeltas`]) in the last call.
 pub(crate) async fn insert_events(
     conn: &mut AnyConnection,
     tenant: &TenantId,
     events: &[(JobId, TimelineEntry)],
+    depth: &DepthDeltas<'_>,
 ) -> StoreResult<()> {
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        insert_events_after(conn, tenant, chunk, Births(false), None, None).await?;
+    let depth = depth.insert(tenant);
+    let chunks = events.len().div_ceil(ROWS_PER_STATEMENT);
+    for (i, chunk) in events.chunks(ROWS_PER_STATEMENT).enumerate() {
+        let after = if i + 1 == chunks {
+            depth.as_ref()
+        } else {
+            None
+        };
+        insert_events_after(conn, tenant, chunk, Births(false), None, after).await?;
     }
+    debug_assert!(
+        !events.is_empty() || depth.is_none(),
+        "every counted move has its timeline entry"
+    );
     Ok(())
 }
 
@@ -390,7 +448,7 @@ fn events_insert<'a>(
 
 /// Write up to [`ROWS_PER_STATEMENT`] timeline entries and their outbox row — after
 /// `before` (an insert of at most as many rows) when given, and on SQLite followed by
-/// `after` (the depth counters of [`depth_counts`]) — in one call to the database:
+/// `after` (the upsert of [`DepthDeltas`]) — in one call to the database:
 /// on PostgreSQL one statement (the inserts as data-modifying CTEs of the outbox insert),
 /// on SQLite the statements in one text (sqlx runs each SQLite call on its worker thread,
 /// a hand-off there and back of 25–100 µs here; a multi-statement text binds its
@@ -627,7 +685,8 @@ pub(crate) async fn cascade_upstream_failure(
                 reason_code: t.reason_code,
                 error: None,
             };
-            insert_events(conn, tenant, &[(dep, event)]).await?;
+            // Pending → canceled: the row trigger counts it.
+            insert_events(conn, tenant, &[(dep, event)], &DepthDeltas::default()).await?;
             canceled += 1;
             queue.push_back(dep);
         }
@@ -1234,7 +1293,11 @@ impl Store {
             reason_code: None,
             error: None,
         };
-        insert_events(&mut tx, tenant, &[(id, event)]).await?;
+        let mut depth = DepthDeltas::for_conn(&tx);
+        if state_before == JobState::Running {
+            depth.moved(job.queue.as_str(), state_before, t.to);
+        }
+        insert_events(&mut tx, tenant, &[(id, event)], &depth).await?;
         let upstream_canceled = cascade_upstream_failure(&mut tx, tenant, id, now, lock).await?;
         let draft = with_metadata(
             draft,

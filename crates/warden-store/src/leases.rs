@@ -15,7 +15,7 @@ use warden_core::time::Timestamp;
 use sqlx::any::AnyRow;
 use warden_core::limits::QueueLimits;
 
-use crate::jobs::{cascade_upstream_failure, insert_events};
+use crate::jobs::{DepthDeltas, cascade_upstream_failure, insert_events};
 use crate::limits::{count_in_states, quota_row};
 use crate::queues::decode_limits;
 use crate::sql::{ROWS_PER_STATEMENT, list_placeholders};
@@ -547,7 +547,8 @@ async fn promote_dependents(
             },
         ));
     }
-    insert_events(conn, tenant, &events).await
+    // Pending → available: the row trigger counts it.
+    insert_events(conn, tenant, &events, &DepthDeltas::default()).await
 }
 
 impl Store {
@@ -731,7 +732,11 @@ impl Store {
                     )
                 })
                 .collect();
-            insert_events(&mut tx, tenant, &events).await?;
+            let mut depth = DepthDeltas::for_conn(&tx);
+            for j in &leased {
+                depth.moved(j.queue.as_str(), JobState::Available, JobState::Running);
+            }
+            insert_events(&mut tx, tenant, &events, &depth).await?;
         }
         tx.commit().await?;
         Ok(leased)
@@ -1167,7 +1172,11 @@ impl Store {
             }));
         }
         update_finished(&mut tx, tenant, &updates, now).await?;
-        insert_events(&mut tx, tenant, &events).await?;
+        let mut depth = DepthDeltas::for_conn(&tx);
+        for f in outcomes.iter().flatten() {
+            depth.moved(f.queue.as_str(), JobState::Running, f.state);
+        }
+        insert_events(&mut tx, tenant, &events, &depth).await?;
         crate::queues::count_finished(&mut tx, tenant, &outcomes, now).await?;
         for id in with_dependents(&mut tx, tenant, &succeeded).await? {
             promote_dependents(&mut tx, tenant, id, now).await?;
@@ -1185,7 +1194,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let now = Timestamp::now();
         let mut sql = format!(
-            "SELECT tenant, id, attempt, max_attempts FROM jobs WHERE state = 'running' AND lease_expires_at < $1 LIMIT {SWEEP_BATCH}"
+            "SELECT tenant, id, queue, attempt, max_attempts FROM jobs WHERE state = 'running' AND lease_expires_at < $1 LIMIT {SWEEP_BATCH}"
         );
         if self.backend() == Backend::Postgres {
             sql.push_str(" FOR UPDATE SKIP LOCKED");
@@ -1225,7 +1234,10 @@ impl Store {
                 reason_code: None,
                 error: Some("lease_expired".into()),
             };
-            insert_events(&mut tx, &tenant, &[(id, event)]).await?;
+            let queue = row::text(r, "queue")?;
+            let mut depth = DepthDeltas::for_conn(&tx);
+            depth.moved(&queue, JobState::Running, t.to);
+            insert_events(&mut tx, &tenant, &[(id, event)], &depth).await?;
             if t.to == JobState::DeadLetter {
                 cascade_upstream_failure(&mut tx, &tenant, id, now, self.dialect().for_update())
                     .await?;
@@ -1282,7 +1294,8 @@ impl Store {
                 reason_code: None,
                 error: None,
             };
-            insert_events(&mut tx, &tenant, &[(id, event)]).await?;
+            // Pending or retrying → available: the row trigger counts it.
+            insert_events(&mut tx, &tenant, &[(id, event)], &DepthDeltas::default()).await?;
         }
         tx.commit().await?;
         Ok(promoted)

@@ -127,6 +127,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0020_type_index_whole.sql"),
         include_str!("../migrations/postgres/0020_type_index_whole.sql"),
     ),
+    (
+        21,
+        "running_counted_by_the_store",
+        include_str!("../migrations/sqlite/0021_running_counted_by_the_store.sql"),
+        include_str!("../migrations/postgres/0021_running_counted_by_the_store.sql"),
+    ),
 ];
 
 /// The newest migration version this binary knows.

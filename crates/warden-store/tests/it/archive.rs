@@ -541,6 +541,28 @@ async fn queue_depth_counters_agree_with_the_rows_through_every_kind_of_transiti
         assert_eq!(store.recover_expired_leases().await.unwrap(), 1, "[{b:?}]");
         store.promote_due_jobs().await.unwrap();
         check("lease expiry").await;
+        // A running job canceled by an operator (SQLite counts moves out of `running` in
+        // the store, migration 0021).
+        let running = store
+            .lease_jobs(
+                &acme,
+                &LeaseRequest {
+                    lease_secs: 60,
+                    ..short.clone()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(running.len(), 1, "[{b:?}]");
+        store
+            .cancel_job_audited(
+                &acme,
+                running[0].id,
+                job_draft(&acme, "job.cancel", running[0].id),
+            )
+            .await
+            .unwrap();
+        check("cancel of a running job").await;
 
         assert!(archive_all(&store).await > 0, "[{b:?}]");
         check("the mover").await;
