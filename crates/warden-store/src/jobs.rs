@@ -893,31 +893,45 @@ impl Store {
             })
             .collect::<Vec<_>>()
             .join(", ");
+        // One job (a single enqueue, the latency path) as a `VALUES` row of scalar
+        // parameters, whose plan PostgreSQL reuses; several as one array per column.
+        let one = new_jobs.len() == 1;
+        let source = if one {
+            format!("(VALUES ({}, ${flags}::boolean))", rows.values_args(2))
+        } else {
+            format!("unnest({}, ${flags}::text::boolean[])", rows.unnest_args(2))
+        };
         let sql = format!(
             "WITH j AS (INSERT INTO {JOBS_INTO} SELECT {select} \
-               FROM unnest({}, ${flags}::text::boolean[]) AS x ({columns}, defaulted) \
+               FROM {source} AS x ({columns}, defaulted) \
                WHERE NOT EXISTS (SELECT 1 FROM quotas WHERE tenant = $1) RETURNING id, max_attempts), \
              {events_cte}\
              o AS (INSERT INTO outbox (created_at, topic, payload) SELECT ${at}, 'job', ${} WHERE EXISTS (SELECT 1 FROM j)) \
              SELECT id, max_attempts FROM j",
-            rows.unnest_args(2),
             at + 1
         );
-        let mut flag_array = String::from("{");
-        for i in 0..jobs.len() {
-            if i > 0 {
-                flag_array.push(',');
-            }
-            flag_array.push(if defaulted.get(i).copied().unwrap_or(false) {
-                't'
-            } else {
-                'f'
-            });
-        }
-        flag_array.push('}');
-        let (job_arrays, event_arrays) = (rows.pg_arrays_always(), events.pg_arrays_always());
+        let flag = |i: usize| defaulted.get(i).copied().unwrap_or(false);
+        let job_arrays = if one {
+            Vec::new()
+        } else {
+            rows.pg_arrays_always()
+        };
+        let event_arrays = events.pg_arrays_always();
         let q = sqlx::query(&sql).bind(tenant.as_str());
-        let mut q = rows.bind_pg(q, &job_arrays).bind(flag_array.as_str());
+        let q = rows.bind_pg(q, &job_arrays);
+        let mut q = if one {
+            q.bind(flag(0))
+        } else {
+            let mut flag_array = String::from("{");
+            for i in 0..jobs.len() {
+                if i > 0 {
+                    flag_array.push(',');
+                }
+                flag_array.push(if flag(i) { 't' } else { 'f' });
+            }
+            flag_array.push('}');
+            q.bind(flag_array)
+        };
         if !events.is_empty() {
             q = events.bind_pg(q, &event_arrays);
         }

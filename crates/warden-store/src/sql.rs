@@ -203,6 +203,21 @@ impl<'a> Insert<'a> {
             .join(", ")
     }
 
+    /// `$first::T1, …`: the parameters of one row, cast, for a `VALUES` row in place of
+    /// [`Insert::unnest_args`] when there is one row; bind with [`Insert::bind_pg`] and no
+    /// arrays. PostgreSQL re-plans a statement that takes arrays at every execution (the
+    /// generic plan cannot know their lengths, so a custom plan always looks cheaper:
+    /// 0.23 ms of a single enqueue's 0.37 ms in the database), and switches a statement of
+    /// scalar parameters to its generic plan after five (0.03 ms).
+    pub(crate) fn values_args(&self, first: usize) -> String {
+        self.types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("${}::{t}", first + i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The array literals [`Insert::pg_sql_if`] binds.
     pub(crate) fn pg_arrays_always(&self) -> Vec<String> {
         self.columns_as_arrays(&self.values)

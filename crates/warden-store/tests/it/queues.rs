@@ -350,5 +350,20 @@ async fn jobs_without_max_attempts_take_their_queues_default_in_either_enqueue_p
                 assert_eq!(stored.max_attempts, e.job.max_attempts, "[{b:?}] as stored");
             }
         }
+        // One job alone (on PostgreSQL a `VALUES` row of scalar parameters, not arrays),
+        // more than five times, so the reused generic plan is exercised too.
+        for round in 0..7 {
+            for (flag, want) in [(true, 7), (false, 3)] {
+                let mut one = new_job("q", "w", serde_json::json!({ "round": round }));
+                one.max_attempts = 3;
+                let done = store
+                    .enqueue_defaulted(&t, vec![one], &[flag])
+                    .await
+                    .unwrap();
+                assert_eq!(done[0].job.max_attempts, want, "[{b:?}] alone, {flag}");
+                let stored = crate::job(&store, &t, done[0].job.id).await;
+                assert_eq!(stored.max_attempts, want, "[{b:?}] alone, as stored");
+            }
+        }
     }
 }
