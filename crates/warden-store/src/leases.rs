@@ -165,6 +165,11 @@ pub struct Finished {
     pub state: JobState,
     /// How long the attempt ran (from its lease to now), when known.
     pub ran_micros: Option<i64>,
+    /// Whether settling it may have let other jobs be leased: it has dependents (which a
+    /// success releases), its queue caps concurrent jobs, or its tenant caps running
+    /// jobs (either cap now has room). Waiting long-polls need waking only then: a
+    /// finish of any other job makes nothing leasable.
+    pub frees: bool,
 }
 
 /// How a worker finished a job.
@@ -466,30 +471,76 @@ async fn finished_ids(
     Ok(out)
 }
 
-/// Those of `ids` that some job depends on (most jobs have no dependents: one indexed
-/// query instead of a promotion attempt per job).
-async fn with_dependents(
+/// What settling some finished jobs may free for other jobs ([`Finished::frees`]).
+#[derive(Debug, Default)]
+struct Frees {
+    /// Those of the succeeded jobs that some job depends on (in their order).
+    with_dependents: Vec<JobId>,
+    /// Those of the finished jobs' queues that cap concurrent jobs.
+    capped_queues: std::collections::HashSet<String>,
+    /// Whether the tenant caps its running jobs.
+    tenant_capped: bool,
+}
+
+/// [`Frees`] of a finish: in one statement (per [`ROWS_PER_STATEMENT`] succeeded jobs), the
+/// succeeded jobs some job depends on (most have none: one indexed query instead of a
+/// promotion attempt per job), and whether the finished jobs' queues or their tenant cap
+/// running jobs.
+async fn frees(
     conn: &mut AnyConnection,
     tenant: &TenantId,
-    ids: &[JobId],
-) -> StoreResult<Vec<JobId>> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT DISTINCT depends_on FROM job_deps WHERE tenant = $1 AND depends_on IN ({})",
-            list_placeholders(chunk.len(), 2)
-        );
-        let sql = crate::sql::for_backend(conn, sql);
+    succeeded: &[JobId],
+    queues: &[&str],
+) -> StoreResult<Frees> {
+    let mut out = Frees::default();
+    let mut chunks: Vec<&[JobId]> = succeeded.chunks(ROWS_PER_STATEMENT).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let mut arms = Vec::new();
+        let mut next = 2;
+        if !chunk.is_empty() {
+            arms.push(format!(
+                "SELECT DISTINCT depends_on AS v, CAST(1 AS BIGINT) AS kind FROM job_deps WHERE tenant = $1 AND depends_on IN ({})",
+                list_placeholders(chunk.len(), next)
+            ));
+            next += chunk.len();
+        }
+        // The caps, with the first chunk only.
+        if i == 0 {
+            if !queues.is_empty() {
+                arms.push(format!(
+                    "SELECT name AS v, CAST(2 AS BIGINT) AS kind FROM queues WHERE tenant = $1 AND max_concurrency IS NOT NULL AND name IN ({})",
+                    list_placeholders(queues.len(), next)
+                ));
+            }
+            arms.push(
+                "SELECT '' AS v, CAST(3 AS BIGINT) AS kind FROM quotas WHERE tenant = $1 AND max_running IS NOT NULL"
+                    .to_owned(),
+            );
+        }
+        let sql = crate::sql::for_backend(conn, arms.join(" UNION ALL "));
         let mut q = sqlx::query(&sql).bind(tenant.as_str());
         for id in chunk {
             q = q.bind(id.to_string());
         }
+        if i == 0 {
+            for name in queues {
+                q = q.bind(*name);
+            }
+        }
         for r in q.fetch_all(&mut *conn).await? {
-            out.push(row::parse(
-                "job_deps",
-                &row::text(&r, "depends_on")?,
-                JobId::parse,
-            )?);
+            let v = row::text(&r, "v")?;
+            match row::int(&r, "kind")? {
+                1 => out
+                    .with_dependents
+                    .push(row::parse("job_deps", &v, JobId::parse)?),
+                2 => {
+                    out.capped_queues.insert(v);
+                }
+                _ => out.tenant_capped = true,
+            }
         }
     }
     Ok(out)
@@ -1169,6 +1220,7 @@ impl Store {
                 job_type: job.job_type.clone(),
                 state: t.to,
                 ran_micros: job.leased_at.map(|at| now.as_micros() - at),
+                frees: false,
             }));
         }
         update_finished(&mut tx, tenant, &updates, now).await?;
@@ -1178,8 +1230,27 @@ impl Store {
         }
         insert_events(&mut tx, tenant, &events, &depth).await?;
         crate::queues::count_finished(&mut tx, tenant, &outcomes, now).await?;
-        for id in with_dependents(&mut tx, tenant, &succeeded).await? {
-            promote_dependents(&mut tx, tenant, id, now).await?;
+        if outcomes.iter().any(Result::is_ok) {
+            let mut queues: Vec<&str> = outcomes
+                .iter()
+                .flatten()
+                .map(|f| f.queue.as_str())
+                .collect();
+            queues.sort_unstable();
+            queues.dedup();
+            let freed = frees(&mut tx, tenant, &succeeded, &queues).await?;
+            for id in &freed.with_dependents {
+                promote_dependents(&mut tx, tenant, *id, now).await?;
+            }
+            let released: std::collections::HashSet<&JobId> =
+                freed.with_dependents.iter().collect();
+            for (item, outcome) in items.iter().zip(outcomes.iter_mut()) {
+                if let Ok(f) = outcome {
+                    f.frees = freed.tenant_capped
+                        || freed.capped_queues.contains(f.queue.as_str())
+                        || released.contains(&item.id);
+                }
+            }
         }
         for id in dead {
             cascade_upstream_failure(&mut tx, tenant, id, now, lock).await?;

@@ -288,9 +288,11 @@ async fn finish_one(
         )
         .await?;
     state.metrics.count_finished(&caller.tenant, &outcome);
-    match outcome[0] {
-        Ok(_) => {
-            state.wake_workers(Some(&caller.tenant));
+    match &outcome[0] {
+        Ok(f) => {
+            if f.frees {
+                state.wake_workers(Some(&caller.tenant));
+            }
             let job = state
                 .store
                 .get_job(&caller.tenant, id)
@@ -298,7 +300,7 @@ async fn finish_one(
                 .ok_or_else(|| refused(ReasonCode::UnknownJobId, raw))?;
             Ok(Json(serde_json::to_value(job).expect("jobs serialize")))
         }
-        Err(code) => Err(refused(code, raw)),
+        Err(code) => Err(refused(*code, raw)),
     }
 }
 
@@ -449,7 +451,9 @@ pub async fn finish(
     let settled: Vec<FinishItem> = items.iter().map(|(_, f)| f.clone()).collect();
     let outcomes = state.store.finish_jobs(&caller.tenant, &settled).await?;
     state.metrics.count_finished(&caller.tenant, &outcomes);
-    if outcomes.iter().any(Result::is_ok) {
+    // Only a finish that may have let other jobs be leased wakes the long-polls: each
+    // woken one reads before it sleeps again (`Finished::frees`).
+    if outcomes.iter().flatten().any(|f| f.frees) {
         state.wake_workers(Some(&caller.tenant));
     }
     let total = items.len() + unparsed.len();

@@ -663,3 +663,98 @@ async fn concurrent_leases_never_exceed_max_concurrency_read_from_the_counters()
         );
     }
 }
+
+#[tokio::test]
+async fn a_finish_says_whether_it_may_let_other_jobs_be_leased() {
+    // `Finished::frees` decides whether the server wakes the tenant's long-polls after a
+    // finish: only a job with dependents, in a queue with a concurrency cap, or of a
+    // tenant with a running cap can make room or work for another.
+    for db in TestDb::all().await {
+        let store = db.open().await;
+        let b = db.backend;
+        let t = tenant("acme");
+        let finish_one = |job: LeasedJob, fail: bool| {
+            let store = store.clone();
+            let t = t.clone();
+            async move {
+                let finish = if fail {
+                    Finish::Fail {
+                        error: "no".into(),
+                        retryable: false,
+                    }
+                } else {
+                    Finish::Complete { result: None }
+                };
+                let item = FinishItem {
+                    id: job.id,
+                    lease_id: job.lease_id.clone(),
+                    finish,
+                };
+                let mut out = store.finish_jobs(&t, &[item]).await.unwrap();
+                out.remove(0).unwrap().frees
+            }
+        };
+        // Unlimited, no dependents: nothing freed, succeeded or failed.
+        fill(&store, &t, "plain", 2).await;
+        let mut got = lease(&store, &t, &["plain"], 2).await;
+        assert!(!finish_one(got.remove(0), false).await, "[{b:?}] success");
+        assert!(!finish_one(got.remove(0), true).await, "[{b:?}] failure");
+
+        // A job something depends on: its success releases the dependent.
+        let upstream =
+            crate::enqueue_one(&store, &t, new_job("deps", "work", serde_json::json!({}))).await;
+        crate::enqueue_one(&store, &t, crate::dependent_job("deps", vec![upstream.id])).await;
+        let got = lease(&store, &t, &["deps"], 10).await;
+        assert_eq!(got.len(), 1, "[{b:?}] the dependent waits");
+        assert!(
+            finish_one(got[0].clone(), false).await,
+            "[{b:?}] dependents"
+        );
+        assert_eq!(
+            lease(&store, &t, &["deps"], 10).await.len(),
+            1,
+            "[{b:?}] released"
+        );
+
+        // A queue with a concurrency cap: any finish makes room.
+        fill(&store, &t, "capped", 2).await;
+        store
+            .set_queue_limits_audited(
+                &t,
+                &queue("capped"),
+                limits(None, None, Some(1)),
+                draft(&t, "queue.limits"),
+            )
+            .await
+            .unwrap();
+        let got = lease(&store, &t, &["capped"], 10).await;
+        assert_eq!(got.len(), 1, "[{b:?}]");
+        assert!(
+            finish_one(got[0].clone(), true).await,
+            "[{b:?}] capped queue"
+        );
+        // The uncapped queue beside it still frees nothing.
+        fill(&store, &t, "plain", 1).await;
+        let got = lease(&store, &t, &["plain"], 10).await;
+        assert!(
+            !finish_one(got[0].clone(), false).await,
+            "[{b:?}] plain queue"
+        );
+
+        // A tenant with a running cap: every finish makes room.
+        let quota = TenantQuota {
+            max_running: Some(100),
+            ..Default::default()
+        };
+        store
+            .set_quota_audited(&t, quota, draft(&t, "quota.update"))
+            .await
+            .unwrap();
+        fill(&store, &t, "plain", 1).await;
+        let got = lease(&store, &t, &["plain"], 10).await;
+        assert!(
+            finish_one(got[0].clone(), false).await,
+            "[{b:?}] tenant cap"
+        );
+    }
+}
